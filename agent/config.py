@@ -1,0 +1,467 @@
+"""Settings: TOML file + environment + command line, validated once at start.
+
+Precedence, highest first: command-line flags, POWERGATE_* environment
+variables, the TOML file, built-in defaults. Every key is optional; an unknown
+key or a bad value raises ConfigError naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from agent.errors import ConfigError
+from agent.platform import paths
+from agent.profiles import (
+    BUILTIN_PROFILES,
+    JOB_TIERS,
+    NUM_THREAD_CHOICES,
+    PREFETCH_LEVELS,
+    PROFILE_FIELDS,
+    TIERS,
+    Profile,
+    merge_profile,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 11435
+DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
+DEFAULT_MAX_BODY_MB = 32
+CHAT_CACHE_MODES = ("always", "deterministic", "never")
+MIN_INTERVAL_S = 0.1  # seconds; the fastest sampling a script may ask for
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    max_body_mb: float = DEFAULT_MAX_BODY_MB
+    allowed_origins: tuple[str, ...] = ()
+    control_token: str = ""
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    url: str = DEFAULT_UPSTREAM
+    max_concurrency: int = 1
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    memory_mb: float | None = None  # None: the profile decides
+    disk_mb: float | None = None
+    ttl_s: float | None = None
+    redis_url: str = ""
+    encrypt: bool = False
+    chat: str = "deterministic"
+
+
+@dataclass(frozen=True)
+class PowerSettings:
+    source: str = "psutil"
+    interval_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    small: str = "qwen2.5-coder:1.5b"
+    medium: str = "qwen2.5-coder:7b"
+    large: str = "qwen2.5-coder:14b"
+    embed: str = "nomic-embed-text"
+
+    def for_tier(self, tier_or_model: str) -> str:
+        """The model name for a tier; a concrete model name is returned unchanged."""
+        if tier_or_model in JOB_TIERS:
+            return str(getattr(self, tier_or_model))
+        return tier_or_model
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    upstreams: tuple[UpstreamSettings, ...] = (UpstreamSettings(),)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    power: PowerSettings = field(default_factory=PowerSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
+    notifications: NotifySettings = field(default_factory=NotifySettings)
+    profiles: dict[str, Profile] = field(default_factory=lambda: dict(BUILTIN_PROFILES))
+    config_file: Path | None = None
+    config_file_exists: bool = False
+    data_dir: Path = field(default_factory=paths.default_data_dir)
+    initial_profile: str = "auto"
+
+    @property
+    def log_dir(self) -> Path:
+        return paths.log_dir(self.data_dir)
+
+    def profile(self, name: str) -> Profile:
+        return self.profiles[name]
+
+    def effective_profile(self, name: str) -> Profile:
+        """A profile with the [cache] and [power] overrides that apply to every profile."""
+        p = self.profiles[name]
+        changes: dict[str, Any] = {}
+        if self.cache.memory_mb is not None:
+            changes["memory_mb"] = self.cache.memory_mb
+        if self.cache.disk_mb is not None:
+            changes["disk_mb"] = self.cache.disk_mb
+        if self.cache.ttl_s is not None:
+            changes["ttl_s"] = self.cache.ttl_s
+        if self.power.interval_s is not None:
+            changes["interval_s"] = self.power.interval_s
+        return replace(p, **changes) if changes else p
+
+
+def is_loopback_host(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- validators
+
+Validator = Callable[[Any], Any]
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"expected a string, got {type(v).__name__}")
+    return v
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
+def _int_range(lo: int, hi: int) -> Validator:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"expected an integer, got {v!r}")
+        if not lo <= v <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, got {v}")
+        return v
+
+    return check
+
+
+def _number_min(lo: float, *, exclusive: bool = False) -> Validator:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"expected a number, got {v!r}")
+        if v < lo or (exclusive and v == lo):
+            raise ValueError(f"must be {'above' if exclusive else 'at least'} {lo}, got {v}")
+        return float(v)
+
+    return check
+
+
+def _choice(options: tuple[str, ...]) -> Validator:
+    def check(v: Any) -> str:
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(options)}; got {v!r}")
+        return str(v)
+
+    return check
+
+
+def _http_url(v: Any) -> str:
+    s = _str(v).strip().rstrip("/")
+    parts = urlsplit(s)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL such as {DEFAULT_UPSTREAM}, got {v!r}")
+    return s
+
+
+def _redis_url(v: Any) -> str:
+    s = _str(v).strip()
+    if s and urlsplit(s).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"expected a redis:// URL, got {v!r}")
+    return s
+
+
+def _origins(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError("expected a list of strings")
+    return tuple(x.rstrip("/") for x in v)
+
+
+def _power_source(v: Any) -> str:
+    s = _str(v)
+    if s != "psutil" and not (s.startswith("file:") and len(s) > 5):
+        raise ValueError(f'must be "psutil" or "file:PATH", got {v!r}')
+    return s
+
+
+def _interval(v: Any) -> float:
+    return _number_min(MIN_INTERVAL_S)(v)
+
+
+def _tier_or_model(v: Any) -> str:
+    s = _str(v).strip()
+    if not s:
+        raise ValueError("must not be empty")
+    return s
+
+
+def _num_thread(v: Any) -> str | int:
+    if isinstance(v, str) and v in NUM_THREAD_CHOICES:
+        return v
+    if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024:
+        return v
+    raise ValueError(f'must be "auto", "half" or a thread count, got {v!r}')
+
+
+def _keep_alive(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v}s"
+    s = _str(v).strip()
+    import re
+
+    if not re.fullmatch(r"-?\d+(\.\d+)?(ms|s|m|h)?", s):
+        raise ValueError(f'expected a duration such as "10m", "30s" or "-1", got {v!r}')
+    return s
+
+
+SERVER_KEYS: dict[str, Validator] = {
+    "host": _str,
+    "port": _int_range(1, 65535),
+    "max_body_mb": _number_min(0, exclusive=True),
+    "allowed_origins": _origins,
+    "control_token": _str,
+}
+UPSTREAM_KEYS: dict[str, Validator] = {
+    "url": _http_url,
+    "max_concurrency": _int_range(1, 64),
+    "weight": _int_range(1, 1000),
+}
+CACHE_KEYS: dict[str, Validator] = {
+    "memory_mb": _number_min(0),
+    "disk_mb": _number_min(0),
+    "ttl_s": _number_min(0, exclusive=True),
+    "redis_url": _redis_url,
+    "encrypt": _bool,
+    "chat": _choice(CHAT_CACHE_MODES),
+}
+POWER_KEYS: dict[str, Validator] = {"source": _power_source, "interval_s": _interval}
+MODEL_KEYS: dict[str, Validator] = {k: _tier_or_model for k in ("small", "medium", "large", "embed")}
+NOTIFY_KEYS: dict[str, Validator] = {"enabled": _bool}
+PROFILE_KEYS: dict[str, Validator] = {
+    "memory_mb": _number_min(0),
+    "disk_mb": _number_min(0),
+    "ttl_s": _number_min(0, exclusive=True),
+    "prefetch": _choice(PREFETCH_LEVELS),
+    "autocomplete": _tier_or_model,
+    "chat": _tier_or_model,
+    "embed": _tier_or_model,
+    "cap": _choice(TIERS),
+    "enforce_cap": _bool,
+    "keep_alive": _keep_alive,
+    "num_ctx": _int_range(256, 1_048_576),
+    "num_thread": _num_thread,
+    "interval_s": _interval,
+}
+assert set(PROFILE_KEYS) == set(PROFILE_FIELDS), "every profile field needs a validator"
+
+SECTIONS = ("server", "upstream", "cache", "power", "models", "notifications", "profiles")
+
+
+def _validate_table(table: Any, keys: dict[str, Validator], prefix: str, source: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError("expected a table", key=prefix, source=source)
+    out: dict[str, Any] = {}
+    for k, v in table.items():
+        name = f"{prefix}.{k}"
+        if k not in keys:
+            raise ConfigError(f"unknown key (known: {', '.join(sorted(keys))})", key=name, source=source)
+        try:
+            out[k] = keys[k](v)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key=name, source=source) from None
+    return out
+
+
+def parse_config(data: dict[str, Any], source: str = "") -> dict[str, Any]:
+    """Validate a TOML document; return the checked values per section."""
+    for section in data:
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section (known: {', '.join(SECTIONS)})", key=section, source=source)
+    out: dict[str, Any] = {}
+    if "server" in data:
+        out["server"] = _validate_table(data["server"], SERVER_KEYS, "server", source)
+    if "upstream" in data:
+        ups = data["upstream"]
+        if not isinstance(ups, list) or not ups:
+            raise ConfigError("use [[upstream]] tables, at least one", key="upstream", source=source)
+        out["upstream"] = [_validate_table(u, UPSTREAM_KEYS, f"upstream[{i}]", source) for i, u in enumerate(ups)]
+        for i, u in enumerate(out["upstream"]):
+            if "url" not in u:
+                raise ConfigError("missing", key=f"upstream[{i}].url", source=source)
+    for section, keys in (
+        ("cache", CACHE_KEYS),
+        ("power", POWER_KEYS),
+        ("models", MODEL_KEYS),
+        ("notifications", NOTIFY_KEYS),
+    ):
+        if section in data:
+            out[section] = _validate_table(data[section], keys, section, source)
+    if "profiles" in data:
+        profs = data["profiles"]
+        if not isinstance(profs, dict):
+            raise ConfigError("expected [profiles.<name>] tables", key="profiles", source=source)
+        out["profiles"] = {}
+        for name, table in profs.items():
+            if name == "auto":
+                raise ConfigError('"auto" is a mode, not a profile name', key="profiles.auto", source=source)
+            out["profiles"][name] = _validate_table(table, PROFILE_KEYS, f"profiles.{name}", source)
+    return out
+
+
+def load_settings(
+    *,
+    config_file: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    upstreams: list[str] | None = None,
+    profile: str | None = None,
+) -> Settings:
+    """Build the one Settings object from file, environment and arguments."""
+    path = Path(config_file) if config_file else paths.default_config_file()
+    source = str(path)
+    raw: dict[str, Any] = {}
+    exists = path.is_file()
+    if config_file and not exists:
+        raise ConfigError("file not found", source=source)
+    if exists:
+        try:
+            with path.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", source=source) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read: {exc}", source=source) from None
+    checked = parse_config(raw, source)
+
+    server = ServerSettings(**checked.get("server", {}))
+    env_host = os.environ.get("POWERGATE_HOST")
+    env_port = os.environ.get("POWERGATE_PORT")
+    if env_host:
+        server = replace(server, host=env_host)
+    if env_port:
+        try:
+            server = replace(server, port=_int_range(1, 65535)(int(env_port)))
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="POWERGATE_PORT", source="environment") from None
+    if host:
+        server = replace(server, host=host)
+    if port is not None:
+        server = replace(server, port=_int_range(1, 65535)(port))
+    if not server.is_loopback and not server.control_token:
+        raise ConfigError(
+            f"listening on {server.host} (not loopback) requires [server] control_token, "
+            "so that nobody else on the network can change the agent",
+            key="server.host",
+            source=source,
+        )
+
+    ups = tuple(UpstreamSettings(**u) for u in checked.get("upstream", [])) or (UpstreamSettings(),)
+    env_up = os.environ.get("POWERGATE_UPSTREAM")
+    for where, urls in (("POWERGATE_UPSTREAM", env_up.split(",") if env_up else None), ("--upstream", upstreams)):
+        if urls:
+            try:
+                ups = tuple(UpstreamSettings(url=_http_url(u)) for u in urls if u.strip())
+            except ValueError as exc:
+                raise ConfigError(
+                    str(exc), key=where, source="command line" if where.startswith("--") else "environment"
+                ) from None
+
+    models = ModelSettings(**checked.get("models", {}))
+    profiles = dict(BUILTIN_PROFILES)
+    for name, overrides in checked.get("profiles", {}).items():
+        profiles[name] = merge_profile(name, overrides)
+
+    if data_dir:
+        ddir = Path(data_dir)
+    else:
+        ddir = paths.default_data_dir()
+
+    initial = profile or "auto"
+    if initial != "auto" and initial not in profiles:
+        raise ConfigError(f"unknown profile {initial!r} (valid: auto, {', '.join(profiles)})", key="--profile")
+
+    return Settings(
+        server=server,
+        upstreams=ups,
+        cache=CacheSettings(**checked.get("cache", {})),
+        power=PowerSettings(**checked.get("power", {})),
+        models=models,
+        notifications=NotifySettings(**checked.get("notifications", {})),
+        profiles=profiles,
+        config_file=path,
+        config_file_exists=exists,
+        data_dir=ddir,
+        initial_profile=initial,
+    )
+
+
+def settings_as_dict(s: Settings) -> dict[str, Any]:
+    """The effective config, as `powergate config show` prints it (TOML-shaped)."""
+    return {
+        "server": {
+            "host": s.server.host,
+            "port": s.server.port,
+            "max_body_mb": s.server.max_body_mb,
+            "allowed_origins": list(s.server.allowed_origins),
+            "control_token": "***" if s.server.control_token else "",
+        },
+        "upstream": [{"url": u.url, "max_concurrency": u.max_concurrency, "weight": u.weight} for u in s.upstreams],
+        "cache": {
+            k: v
+            for k, v in {
+                "memory_mb": s.cache.memory_mb,
+                "disk_mb": s.cache.disk_mb,
+                "ttl_s": s.cache.ttl_s,
+                "redis_url": s.cache.redis_url,
+                "encrypt": s.cache.encrypt,
+                "chat": s.cache.chat,
+            }.items()
+            if v is not None
+        },
+        "power": {
+            k: v for k, v in {"source": s.power.source, "interval_s": s.power.interval_s}.items() if v is not None
+        },
+        "models": {
+            "small": s.models.small,
+            "medium": s.models.medium,
+            "large": s.models.large,
+            "embed": s.models.embed,
+        },
+        "notifications": {"enabled": s.notifications.enabled},
+        "profiles": {name: {k: v for k, v in p.as_dict().items() if k != "name"} for name, p in s.profiles.items()},
+    }

@@ -1,0 +1,113 @@
+"""The control API: /agent/* for the CLI, the tray and the dashboard."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from agent import __version__
+from agent.control import UnknownProfile
+from agent.errors import BadRequest
+from agent.gateway.responses import error_response, json_response, powergate_headers
+from agent.gateway.validate import parse_json_object
+
+if TYPE_CHECKING:
+    from agent.runtime import Runtime
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def control_routes(rt: Runtime) -> list[Route]:
+    token = rt.settings.server.control_token
+
+    def guarded(handler: Handler) -> Handler:
+        async def wrapped(request: Request) -> Response:
+            if token:
+                given = request.headers.get("x-powergate-token", "")
+                auth = request.headers.get("authorization", "")
+                if auth.lower().startswith("bearer "):
+                    given = given or auth[7:]
+                given = given or request.query_params.get("token", "")
+                if not hmac.compare_digest(given.encode(), token.encode()):
+                    return error_response(
+                        request.url.path,
+                        "control API needs the control_token (X-Powergate-Token header)",
+                        401,
+                        headers=hdrs(),
+                    )
+            return await handler(request)
+
+        return wrapped
+
+    def hdrs() -> dict[str, str]:
+        return powergate_headers("bypass", "", rt.controller.profile.name)
+
+    async def status(request: Request) -> Response:
+        if request.query_params.get("check") == "1":
+            await rt.upstreams.check_all()
+        return json_response(status_document(rt), headers=hdrs())
+
+    async def get_profile(request: Request) -> Response:
+        c = rt.controller
+        return json_response(
+            {"profile": c.profile.name, "mode": c.mode, "profiles": c.profile_names, "settings": c.profile.as_dict()},
+            headers=hdrs(),
+        )
+
+    async def put_profile(request: Request) -> Response:
+        try:
+            body = parse_json_object(await request.body())
+            name = body.get("profile")
+            mode = body.get("mode")
+            if name is None and mode is None:
+                raise BadRequest('expected {"profile": NAME} or {"mode": "auto"}')
+            if name == "auto":
+                name, mode = None, "auto"
+            if name is not None:
+                if not isinstance(name, str):
+                    raise BadRequest("'profile' must be a string", param="profile")
+                rt.controller.set_profile(
+                    name,
+                    reason=str(body.get("reason") or "chosen by the user"),
+                    source=str(body.get("source") or "api"),
+                )
+                if mode == "manual" or mode is None:
+                    pass
+            if mode is not None:
+                if mode not in ("auto", "manual"):
+                    raise BadRequest(f"unknown mode {mode!r}; valid: auto, manual", param="mode")
+                rt.controller.set_mode(mode, source=str(body.get("source") or "api"))
+        except UnknownProfile as exc:
+            return error_response(request.url.path, str(exc), 400, headers=hdrs())
+        except BadRequest as exc:
+            return error_response(request.url.path, str(exc), 400, headers=hdrs())
+        return await get_profile(request)
+
+    return [
+        Route("/agent/status", guarded(status), methods=["GET"]),
+        Route("/agent/profile", guarded(get_profile), methods=["GET"]),
+        Route("/agent/profile", guarded(put_profile), methods=["PUT", "POST"]),
+    ]
+
+
+def status_document(rt: Runtime) -> dict[str, Any]:
+    c = rt.controller
+    s = rt.settings
+    return {
+        "version": __version__,
+        "listen": f"http://{s.server.host}:{s.server.port}",
+        "uptime_s": round(time.time() - rt.started_at, 1),
+        "profile": c.profile.name,
+        "mode": c.mode,
+        "profiles": c.profile_names,
+        "profile_settings": c.profile.as_dict(),
+        "history": c.describe()["history"],
+        "upstreams": [u.describe() for u in rt.upstreams.upstreams],
+        "cache_paused": c.cache_paused,
+    }

@@ -1,0 +1,146 @@
+"""Forwarding to Ollama: whole answers, streams chunk by chunk, and raw pass-through.
+
+A client that goes away (an editor aborting a suggestion on the next keystroke)
+closes the upstream request at once, so Ollama stops generating: streams are
+cancelled by Starlette's disconnect listener, whole answers by `until_done`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive
+
+from agent.gateway.responses import NDJSON, SSE, error_response, is_openai_path
+from agent.gateway.upstream import HOP_HEADERS, RESPONSE_DROP, Upstream
+
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def until_done(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client disconnects first (raises ClientGone)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_disconnect(request.receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task.done():
+        watcher.cancel()
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    raise ClientGone()
+
+
+def forward_headers(request: Request) -> dict[str, str]:
+    return {k: v for k, v in request.headers.items() if k not in HOP_HEADERS}
+
+
+def relay_headers(resp: httpx.Response, extra: dict[str, str]) -> dict[str, str]:
+    out = {k: v for k, v in resp.headers.items() if k.lower() not in RESPONSE_DROP}
+    out.update(extra)
+    return out
+
+
+def upstream_error(path: str, resp: httpx.Response, body: bytes, headers: dict[str, str]) -> Response:
+    """Relay an upstream error with its status; wrap a non-JSON body in the API's format."""
+    try:
+        parsed = json.loads(body)
+        if isinstance(parsed, dict) and "error" in parsed:
+            if is_openai_path(path) and isinstance(parsed["error"], str):
+                return error_response(path, parsed["error"], resp.status_code, headers=headers)
+            return Response(body, status_code=resp.status_code, media_type="application/json", headers=headers)
+    except ValueError:
+        pass
+    text = body.decode("utf-8", "replace").strip() or resp.reason_phrase
+    return error_response(path, f"Ollama answered {resp.status_code}: {text}", resp.status_code, headers=headers)
+
+
+async def open_stream(upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> httpx.Response:
+    return await upstream.send("POST", path, content=payload, headers=headers, stream=True)
+
+
+LineSink = Callable[[bytes], None]
+
+
+async def relay_chunks(
+    resp: httpx.Response,
+    on_line: LineSink | None = None,
+    on_end: Callable[[bool], Awaitable[None] | None] | None = None,
+) -> AsyncIterator[bytes]:
+    """Yield upstream bytes as they arrive. `on_line` sees every complete line,
+    `on_end(finished)` runs once: finished is False when the stream was cut."""
+    finished = False
+    buf = b""
+    try:
+        async for chunk in resp.aiter_raw():
+            if on_line is not None:
+                buf += chunk
+                while True:
+                    nl = buf.find(b"\n")
+                    if nl < 0:
+                        break
+                    line, buf = buf[:nl], buf[nl + 1 :]
+                    if line.strip():
+                        on_line(line)
+            yield chunk
+        if on_line is not None and buf.strip():
+            on_line(buf)
+        finished = True
+    except httpx.HTTPError:
+        # The upstream went away mid-stream: the client sees the stream end early.
+        finished = False
+    finally:
+        await resp.aclose()
+        if on_end is not None:
+            r = on_end(finished)
+            if r is not None:
+                await r
+
+
+def stream_response(path: str, body: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:
+    media = SSE if is_openai_path(path) else NDJSON
+    return StreamingResponse(body, media_type=media, headers=headers)
+
+
+async def passthrough(request: Request, upstream: Upstream, extra_headers: dict[str, str]) -> Response:
+    """Any other /api/* call, unchanged both ways, streamed both ways."""
+    has_body = request.method not in ("GET", "HEAD")
+    content: Any = request.stream() if has_body else None
+    resp = await upstream.send(
+        request.method,
+        request.url.path,
+        content=content,
+        headers=forward_headers(request),
+        params=request.url.query or None,
+        stream=True,
+    )
+    headers = relay_headers(resp, extra_headers)
+    media = resp.headers.get("content-type")
+    headers.pop("content-type", None)
+    if request.method == "HEAD":
+        await resp.aclose()
+        return Response(b"", status_code=resp.status_code, headers=headers, media_type=media)
+    return StreamingResponse(relay_chunks(resp), status_code=resp.status_code, headers=headers, media_type=media)

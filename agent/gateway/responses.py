@@ -1,0 +1,58 @@
+"""Error answers in each API's own format, and the powergate headers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import Response
+
+NDJSON = "application/x-ndjson"  # exactly, no charset: some clients compare the whole value
+SSE = "text/event-stream"
+
+H_CACHE = "X-Powergate-Cache"
+H_MODEL = "X-Powergate-Model"
+H_PROFILE = "X-Powergate-Profile"
+NO_MODEL = "none"  # X-Powergate-Model of an answer no model produced (tags, version, errors before routing)
+
+
+def is_openai_path(path: str) -> bool:
+    return path.startswith("/v1/") or path == "/v1"
+
+
+def error_body(path: str, message: str, status: int, *, param: str | None = None, code: str | None = None) -> bytes:
+    if is_openai_path(path):
+        typ = "invalid_request_error" if 400 <= status < 500 else "api_error"
+        if status == 404:
+            typ = "not_found_error" if code is None else typ
+        return json.dumps({"error": {"message": message, "type": typ, "param": param, "code": code}}).encode()
+    return json.dumps({"error": message}).encode()
+
+
+def error_response(
+    path: str,
+    message: str,
+    status: int,
+    *,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return Response(
+        error_body(path, message, status, param=param),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def powergate_headers(cache: str, model: str, profile: str) -> dict[str, str]:
+    return {H_CACHE: cache, H_MODEL: model or NO_MODEL, H_PROFILE: profile}
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(data, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )

@@ -1,0 +1,32 @@
+"""Where powergate keeps its files, per platform (platformdirs)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "powergate"
+
+
+def config_dir() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def default_config_file() -> Path:
+    env = os.environ.get("POWERGATE_CONFIG")
+    return Path(env) if env else config_dir() / "config.toml"
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("POWERGATE_DATA_DIR")
+    return Path(env) if env else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def log_dir(data_dir: Path | None = None) -> Path:
+    # With an explicit data dir (tests, portable installs) logs live beside the data,
+    # so that a run never writes outside the folder it was given.
+    if data_dir is not None and os.environ.get("POWERGATE_DATA_DIR") is not None:
+        return data_dir / "logs"
+    return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))

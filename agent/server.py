@@ -1,0 +1,133 @@
+"""The event-loop thread: uvicorn serving the gateway, and the runtime it owns."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+
+from agent.config import Settings
+from agent.errors import PowergateError
+from agent.gateway.app import build_app
+from agent.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 15.0  # seconds to wait for the port to be listening
+SHUTDOWN_GRACE = 3.0  # seconds in-flight requests get to finish on quit
+
+
+class PortInUse(PowergateError):
+    pass
+
+
+def _http_impl() -> str:
+    try:
+        import httptools  # noqa: F401
+
+        return "httptools"
+    except ImportError:  # pragma: no cover - httptools is a dependency
+        return "h11"
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    # Windows: the Proactor loop (sockets and subprocesses); never uvloop, which is POSIX-only.
+    if sys.platform == "win32":
+        return asyncio.ProactorEventLoop()  # type: ignore[attr-defined,unused-ignore]
+    return asyncio.new_event_loop()
+
+
+class AgentServer:
+    """Runs the gateway on its own thread and loop; `call` hands work to that loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime: Runtime | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread = threading.Thread(target=self._run, name="powergate-loop", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.stopped = threading.Event()
+
+    def _check_port(self) -> None:
+        s = self.settings.server
+        family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            if sys.platform != "win32":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((s.host, s.port))
+            except OSError as exc:
+                raise PortInUse(
+                    f"cannot listen on {s.host}:{s.port}: {exc.strerror or exc}. Is powergate already "
+                    "running (`powergate status`)? Or choose another port with --port."
+                ) from None
+
+    def _run(self) -> None:
+        loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        self.loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+            self._ready.set()
+        finally:
+            loop.close()
+            self.stopped.set()
+
+    async def _serve(self) -> None:
+        self.runtime = Runtime(self.settings)
+        await self.runtime.start()
+        app = build_app(self.runtime)
+        config = uvicorn.Config(
+            app,
+            host=self.settings.server.host,
+            port=self.settings.server.port,
+            loop="none",
+            http=_http_impl(),
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE,
+            timeout_keep_alive=30,
+        )
+        self._server = uvicorn.Server(config)
+        # uvicorn installs signal handlers only on the main thread; ours is not, and the
+        # main thread turns Ctrl+C / SIGTERM into stop().
+        serve = asyncio.ensure_future(self._server.serve())
+        while not self._server.started and not serve.done():  # noqa: ASYNC110 - uvicorn offers no event; start-up only
+            await asyncio.sleep(0.01)
+        self._ready.set()
+        try:
+            await serve
+        finally:
+            await self.runtime.aclose()
+
+    def start(self) -> None:
+        self._check_port()
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT):
+            raise PowergateError("the gateway did not start in time")
+        if self._error is not None:
+            raise PowergateError(f"the gateway failed to start: {self._error}") from self._error
+        if self._server is None or not self._server.started:
+            raise PortInUse(f"cannot listen on {self.settings.server.host}:{self.settings.server.port}")
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run fn(*args) on the loop thread (the one way other threads change state)."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self, timeout: float = SHUTDOWN_GRACE + 2) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        self._thread.join(timeout)

@@ -1,0 +1,27 @@
+"""python -m tests.simollama [--port 11434] [--realistic]: a simulated Ollama for demos."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from tests.simollama import SimOllama, SimServer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--port", type=int, default=11434)
+    ap.add_argument("--realistic", action="store_true", help="~30 ms per token, ~2 s model load")
+    args = ap.parse_args()
+    sim = SimOllama.realistic() if args.realistic else SimOllama()
+    with SimServer(sim, port=args.port) as srv:
+        print(f"simulated Ollama on {srv.url}; Ctrl+C to stop", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
