@@ -70,7 +70,8 @@ class OriginPolicy:
         self._wild = [p for p in self.patterns if "*" in p]
 
     def allowed(self, origin: str) -> bool:
-        o = origin.rstrip("/").lower()
+        raw = origin.lower()
+        o = raw.rstrip("/") if not raw.endswith("://") else raw
         if o in self._exact:
             return True
         return any(fnmatch.fnmatchcase(o, p.lower()) for p in self._wild)

@@ -10,7 +10,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -105,6 +105,7 @@ class LogEntry:
     cancelled: bool = False
     tokens: int = 0
     loaded: bool = False  # this request paid a model load
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def parse_keep_alive(v: Any) -> float:
@@ -399,7 +400,7 @@ def build_app(sim: SimOllama) -> Starlette:
 
     async def generation(request: Request, path: str, kind: str) -> Response:
         started = time.perf_counter()
-        entry = LogEntry(path=path, model="", body={}, started=time.time())
+        entry = LogEntry(path=path, model="", body={}, started=time.time(), headers=dict(request.headers))
         sim.log.append(entry)
         oai = path.startswith("/v1/")
         try:
@@ -625,7 +626,7 @@ def build_app(sim: SimOllama) -> Starlette:
 
     async def embedding_call(request: Request, path: str) -> Response:
         started = time.perf_counter()
-        entry = LogEntry(path=path, model="", body={}, started=time.time())
+        entry = LogEntry(path=path, model="", body={}, started=time.time(), headers=dict(request.headers))
         sim.log.append(entry)
         oai = path.startswith("/v1/")
         try:
@@ -651,8 +652,6 @@ def build_app(sim: SimOllama) -> Starlette:
                     inputs = []
                 else:
                     raise OllamaError(400, "invalid input type")
-            if not model.embedding and path != "/api/embeddings" and False:
-                raise OllamaError(400, "this model does not support embeddings")
             keep_alive = parse_keep_alive(body.get("keep_alive"))
             dims = body.get("dimensions")
             lm = await sim._acquire(model, dict(body.get("options") or {}), keep_alive, entry)

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite: installs powergate with its test extras, lints, runs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+python3 -m ruff check agent tests bench
+python3 -m pytest -q "$@"

@@ -1,0 +1,119 @@
+"""Shared fixtures: a simulated Ollama and a real powergate gateway on free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agent.config import load_settings
+from agent.server import AgentServer
+from tests.simollama import SimOllama, SimServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No test may read the developer's own config or write into their data dir.
+    monkeypatch.setenv("POWERGATE_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("POWERGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    for k in ("POWERGATE_HOST", "POWERGATE_PORT", "POWERGATE_UPSTREAM"):
+        monkeypatch.delenv(k, raising=False)
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with SimServer(SimOllama()) as srv:
+        yield srv
+
+
+class Gateway:
+    def __init__(self, server: AgentServer) -> None:
+        self.server = server
+        s = server.settings.server
+        self.url = f"http://{s.host}:{s.port}"
+
+    @property
+    def runtime(self) -> Any:
+        return self.server.runtime
+
+    def client(self, **kw: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, trust_env=False, **kw)
+
+
+GatewayFactory = Callable[..., Gateway]
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
+    started: list[AgentServer] = []
+
+    def make(upstream: str | list[str] | None = None, config: str = "", profile: str | None = None, **kw: Any) -> Gateway:
+        cfg = tmp_path / f"config{len(started)}.toml"
+        cfg.write_text(config)
+        ups = [upstream] if isinstance(upstream, str) else upstream
+        settings = load_settings(
+            config_file=cfg,
+            data_dir=tmp_path / f"data{len(started)}",
+            host="127.0.0.1",
+            port=free_port(),
+            upstreams=ups,
+            profile=profile,
+            **kw,
+        )
+        server = AgentServer(settings)
+        server.start()
+        started.append(server)
+        return Gateway(server)
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def gateway(sim: SimServer, make_gateway: GatewayFactory) -> Gateway:
+    return make_gateway(sim.url)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=ROOT,
+    )

@@ -1,0 +1,100 @@
+"""`powergate run` as a user starts it, and the commands that talk to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, closed_port_url, free_port, run_cli, wait_for
+from tests.simollama import SimServer
+
+
+@pytest.fixture
+def agent_proc(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    port = free_port()
+    down = closed_port_url()
+    env = dict(os.environ, POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=down, POWERGATE_DATA_DIR=str(tmp_path / "d"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--no-tray"],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    ok = wait_for(lambda: _up(port), timeout=20, interval=0.1)
+    assert ok, proc.stderr.read() if proc.poll() is not None and proc.stderr else "agent did not start"
+    yield proc, env
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
+def _up(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/agent/status", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_status_without_agent_exits_1(tmp_path: Path) -> None:
+    r = run_cli("status", env={"POWERGATE_PORT": str(free_port())})
+    assert r.returncode == 1 and "not running" in r.stderr and "powergate run" in r.stderr
+
+
+def test_run_without_ollama_starts_and_says_so(agent_proc: tuple[subprocess.Popen[str], dict[str, str]]) -> None:
+    proc, env = agent_proc
+    r = run_cli("status", env=env)
+    assert r.returncode == 0 and "NOT reachable" in r.stdout
+    r = run_cli("status", "--json", env=env)
+    data = json.loads(r.stdout)
+    assert data["profile"] == "balanced" and data["mode"] == "auto"
+    r = run_cli("profile", "battery-saver", env=env)
+    assert r.returncode == 0 and r.stdout.strip() == "battery-saver (manual)"
+    r = run_cli("profile", "turbo", env=env)
+    assert r.returncode == 1 and "valid: auto, performance, balanced, battery-saver" in r.stderr
+    r = run_cli("profile", "auto", env=env)
+    assert r.stdout.strip() == "battery-saver (auto)"
+    proc.terminate()
+    _, err = proc.communicate(timeout=15)
+    assert "not reachable" in err and env["POWERGATE_UPSTREAM"] in err
+    assert proc.returncode == 0
+
+
+def test_second_run_on_same_port_fails_clearly(agent_proc: tuple[subprocess.Popen[str], dict[str, str]]) -> None:
+    _, env = agent_proc
+    r = run_cli("run", "--no-tray", env=env)
+    assert r.returncode != 0 and ("already running" in r.stderr or "cannot listen" in r.stderr)
+
+
+def test_prompt_text_never_logged_at_info(sim: SimServer, tmp_path: Path) -> None:
+    port = free_port()
+    env = dict(os.environ, POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=sim.url, POWERGATE_DATA_DIR=str(tmp_path / "d"))
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--no-tray"], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: _up(port), timeout=20, interval=0.1)
+        secret = "PROPRIETARY_SECRET_CODE_42"
+        httpx.post(f"http://127.0.0.1:{port}/api/generate", json={"model": "qwen2.5-coder:1.5b", "prompt": secret, "stream": False}, timeout=10)
+        httpx.post(f"http://127.0.0.1:{port}/api/generate", json={"model": "nope", "prompt": secret}, timeout=10)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    logfile = tmp_path / "d" / "logs" / "powergate.log"
+    assert logfile.exists()
+    assert secret not in err and secret not in logfile.read_text()
+    assert "listening on" in logfile.read_text()
+
+
+def test_help_is_readable() -> None:
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for cmd in ("run", "status", "profile", "autostart", "cache", "doctor", "config"):
+        assert cmd in r.stdout
