@@ -69,7 +69,9 @@ GatewayFactory = Callable[..., Gateway]
 def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
     started: list[AgentServer] = []
 
-    def make(upstream: str | list[str] | None = None, config: str = "", profile: str | None = None, **kw: Any) -> Gateway:
+    def make(
+        upstream: str | list[str] | None = None, config: str = "", profile: str | None = None, **kw: Any
+    ) -> Gateway:
         cfg = tmp_path / f"config{len(started)}.toml"
         cfg.write_text(config)
         ups = [upstream] if isinstance(upstream, str) else upstream

@@ -23,7 +23,11 @@ def agent_proc(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str
     env = dict(os.environ, POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=down, POWERGATE_DATA_DIR=str(tmp_path / "d"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--no-tray"],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     ok = wait_for(lambda: _up(port), timeout=20, interval=0.1)
     assert ok, proc.stderr.read() if proc.poll() is not None and proc.stderr else "agent did not start"
@@ -77,12 +81,22 @@ def test_second_run_on_same_port_fails_clearly(agent_proc: tuple[subprocess.Pope
 def test_prompt_text_never_logged_at_info(sim: SimServer, tmp_path: Path) -> None:
     port = free_port()
     env = dict(os.environ, POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=sim.url, POWERGATE_DATA_DIR=str(tmp_path / "d"))
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--no-tray"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--no-tray"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert wait_for(lambda: _up(port), timeout=20, interval=0.1)
         secret = "PROPRIETARY_SECRET_CODE_42"
-        httpx.post(f"http://127.0.0.1:{port}/api/generate", json={"model": "qwen2.5-coder:1.5b", "prompt": secret, "stream": False}, timeout=10)
+        httpx.post(
+            f"http://127.0.0.1:{port}/api/generate",
+            json={"model": "qwen2.5-coder:1.5b", "prompt": secret, "stream": False},
+            timeout=10,
+        )
         httpx.post(f"http://127.0.0.1:{port}/api/generate", json={"model": "nope", "prompt": secret}, timeout=10)
     finally:
         proc.terminate()

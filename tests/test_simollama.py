@@ -15,6 +15,7 @@ SMALL = "qwen2.5-coder:1.5b"
 
 def test_one_generation_at_a_time_per_model() -> None:
     with SimServer(SimOllama(token_delay_s=0.02, default_tokens=10)) as srv:
+
         def call() -> None:
             httpx.post(srv.url + "/api/generate", json={"model": SMALL, "prompt": "x", "stream": False}, timeout=30)
 
@@ -52,7 +53,11 @@ def test_queue_bound_gives_503() -> None:
         results: list[int] = []
 
         def call() -> None:
-            results.append(httpx.post(srv.url + "/api/generate", json={"model": SMALL, "prompt": "x", "stream": False}, timeout=30).status_code)
+            results.append(
+                httpx.post(
+                    srv.url + "/api/generate", json={"model": SMALL, "prompt": "x", "stream": False}, timeout=30
+                ).status_code
+            )
 
         threads = [threading.Thread(target=call) for _ in range(4)]
         for t in threads:
@@ -67,6 +72,9 @@ def test_deterministic_only_with_temperature_zero_or_seed() -> None:
     with SimServer() as srv, ollama.Client(host=srv.url) as c:
         a = c.generate(model=SMALL, prompt="p", options={"temperature": 0}).response
         assert a == c.generate(model=SMALL, prompt="p", options={"temperature": 0}).response
-        assert c.generate(model=SMALL, prompt="p", options={"seed": 7}).response == c.generate(model=SMALL, prompt="p", options={"seed": 7}).response
+        assert (
+            c.generate(model=SMALL, prompt="p", options={"seed": 7}).response
+            == c.generate(model=SMALL, prompt="p", options={"seed": 7}).response
+        )
         outs = {c.generate(model=SMALL, prompt="p").response for _ in range(5)}
         assert len(outs) > 1

@@ -59,7 +59,9 @@ class Gateway:
     async def passthrough(self, request: Request) -> Response:
         path = request.url.path
         if path in INFERENCE_KINDS or path in ("/api/version", "/"):
-            return error_response(path, f"method {request.method} not allowed on {path}", 405, headers=self._headers(BYPASS))
+            return error_response(
+                path, f"method {request.method} not allowed on {path}", 405, headers=self._headers(BYPASS)
+            )
         try:
             return await proxy.passthrough(request, self.rt.upstreams.pick(), self._headers(BYPASS))
         except UpstreamError as exc:

@@ -65,7 +65,12 @@ def test_body_over_limit_gets_413(sim, make_gateway: GatewayFactory) -> None:  #
 
     r2 = httpx.post(gw.url + "/v1/completions", content=chunks(), timeout=10)
     assert r2.status_code == 413 and "message" in r2.json()["error"]
-    assert httpx.post(gw.url + "/api/generate", json={"model": SMALL, "prompt": "ok", "stream": False}, timeout=10).status_code == 200
+    assert (
+        httpx.post(
+            gw.url + "/api/generate", json={"model": SMALL, "prompt": "ok", "stream": False}, timeout=10
+        ).status_code
+        == 200
+    )
 
 
 def test_ollama_not_running_answers_fast_with_the_url(make_gateway: GatewayFactory) -> None:
@@ -76,7 +81,11 @@ def test_ollama_not_running_answers_fast_with_the_url(make_gateway: GatewayFacto
     assert time.monotonic() - t0 < 2.5
     assert r.status_code == 502
     assert down in r.json()["error"] and "ollama serve" in r.json()["error"]
-    r2 = httpx.post(gw.url + "/v1/chat/completions", json={"model": SMALL, "messages": [{"role": "user", "content": "x"}]}, timeout=10)
+    r2 = httpx.post(
+        gw.url + "/v1/chat/completions",
+        json={"model": SMALL, "messages": [{"role": "user", "content": "x"}]},
+        timeout=10,
+    )
     assert r2.status_code == 502 and down in r2.json()["error"]["message"]
     assert httpx.get(gw.url + "/api/tags", timeout=10).status_code == 502
     assert httpx.get(gw.url + "/", timeout=10).text.startswith("Ollama is running")
@@ -96,11 +105,16 @@ def test_unknown_paths_and_methods(gateway: Gateway) -> None:
 def test_every_answer_carries_the_headers(gateway: Gateway) -> None:
     with gateway.client() as c:
         for method, path, body in [
-            ("GET", "/", None), ("GET", "/api/version", None), ("GET", "/api/tags", None),
-            ("GET", "/api/ps", None), ("POST", "/api/show", {"model": SMALL}),
+            ("GET", "/", None),
+            ("GET", "/api/version", None),
+            ("GET", "/api/tags", None),
+            ("GET", "/api/ps", None),
+            ("POST", "/api/show", {"model": SMALL}),
             ("POST", "/api/generate", {"model": SMALL, "prompt": "x", "stream": False}),
             ("POST", "/api/generate", {"model": "nope", "prompt": "x"}),
-            ("GET", "/v1/models", None), ("GET", "/agent/status", None), ("GET", "/missing", None),
+            ("GET", "/v1/models", None),
+            ("GET", "/agent/status", None),
+            ("GET", "/missing", None),
         ]:
             r = c.request(method, path, json=body)
             for h in ("x-powergate-cache", "x-powergate-model", "x-powergate-profile"):

@@ -50,7 +50,14 @@ def test_errors_in_openai_format(client: openai.OpenAI, gateway: Gateway) -> Non
 
 
 def test_sse_ends_with_done(gateway: Gateway) -> None:
-    with gateway.client() as c, c.stream("POST", "/v1/chat/completions", json={"model": SMALL, "messages": [{"role": "user", "content": "x"}], "stream": True}) as r:
+    with (
+        gateway.client() as c,
+        c.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": SMALL, "messages": [{"role": "user", "content": "x"}], "stream": True},
+        ) as r,
+    ):
         assert r.headers["content-type"].startswith("text/event-stream")
         lines = [ln for ln in r.iter_lines() if ln]
     assert lines[-1] == "data: [DONE]" and all(ln.startswith("data: ") for ln in lines)

@@ -21,9 +21,14 @@ def slow_sim() -> SimServer:
     srv.stop()
 
 
-def test_ndjson_content_type_exact_and_chunks_arrive_before_the_end(slow_sim: SimServer, make_gateway: GatewayFactory) -> None:
+def test_ndjson_content_type_exact_and_chunks_arrive_before_the_end(
+    slow_sim: SimServer, make_gateway: GatewayFactory
+) -> None:
     gw = make_gateway(slow_sim.url)
-    with httpx.Client(timeout=30) as c, c.stream("POST", gw.url + "/api/generate", json={"model": SMALL, "prompt": "x"}) as r:
+    with (
+        httpx.Client(timeout=30) as c,
+        c.stream("POST", gw.url + "/api/generate", json={"model": SMALL, "prompt": "x"}) as r,
+    ):
         assert r.headers["content-type"] == "application/x-ndjson"
         assert r.headers["x-powergate-model"] == SMALL
         lines = r.iter_lines()
@@ -37,7 +42,10 @@ def test_ndjson_content_type_exact_and_chunks_arrive_before_the_end(slow_sim: Si
 
 def test_aborted_stream_stops_upstream_generation(slow_sim: SimServer, make_gateway: GatewayFactory) -> None:
     gw = make_gateway(slow_sim.url)
-    with httpx.Client(timeout=30) as c, c.stream("POST", gw.url + "/api/generate", json={"model": SMALL, "prompt": "abort me"}) as r:
+    with (
+        httpx.Client(timeout=30) as c,
+        c.stream("POST", gw.url + "/api/generate", json={"model": SMALL, "prompt": "abort me"}) as r,
+    ):
         next(r.iter_lines())
     # The editor went away after one token: the gateway must close its upstream request
     # so that Ollama stops well before the 40 tokens (2 s) it would otherwise produce.
@@ -69,7 +77,9 @@ def test_upstream_sees_its_own_host_and_pooled_connections(sim: SimServer, make_
 def test_stream_error_status_relayed(sim: SimServer, make_gateway: GatewayFactory) -> None:
     gw = make_gateway(sim.url)
     sim.sim.fail_next.append((503, "server busy, please try again.  maximum pending requests exceeded"))
-    r = httpx.post(gw.url + "/api/chat", json={"model": SMALL, "messages": [{"role": "user", "content": "x"}]}, timeout=10)
+    r = httpx.post(
+        gw.url + "/api/chat", json={"model": SMALL, "messages": [{"role": "user", "content": "x"}]}, timeout=10
+    )
     assert r.status_code == 503 and "server busy" in r.json()["error"]
     assert r.headers["x-powergate-cache"] == "bypass"
 
@@ -77,7 +87,12 @@ def test_stream_error_status_relayed(sim: SimServer, make_gateway: GatewayFactor
 def test_first_byte_is_quick_even_with_a_long_answer(slow_sim: SimServer, make_gateway: GatewayFactory) -> None:
     gw = make_gateway(slow_sim.url)
     t0 = time.monotonic()
-    with httpx.Client(timeout=30) as c, c.stream("POST", gw.url + "/api/chat", json={"model": SMALL, "messages": [{"role": "user", "content": "x"}]}) as r:
+    with (
+        httpx.Client(timeout=30) as c,
+        c.stream(
+            "POST", gw.url + "/api/chat", json={"model": SMALL, "messages": [{"role": "user", "content": "x"}]}
+        ) as r,
+    ):
         next(r.iter_lines())
         first = time.monotonic() - t0
     # 40 tokens at 50 ms = 2 s in all; buffering would make the first byte wait for that.
