@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -12,9 +13,15 @@ from starlette.routing import Route
 
 from agent import __version__
 from agent.errors import BadRequest, PowergateError, UpstreamBusy, UpstreamError, UpstreamUnavailable
+from agent.cache import typeahead
+from agent.cache.answers import assemble, completion_text, is_sse, stream_bytes, synth_completion
+from agent.cache.base import Entry
+from agent.cache.keys import API_BY_PATH, COMPLETION_APIS, answer_fields, cacheable, request_key
 from agent.gateway import proxy
+from agent.gateway.embeddings import EmbeddingService
+from agent.gateway.flights import Flight
 from agent.gateway.control_api import control_routes
-from agent.gateway.responses import H_CACHE, error_response, json_response, powergate_headers
+from agent.gateway.responses import H_CACHE, H_PROFILE, NDJSON, SSE, error_response, json_response, powergate_headers
 from agent.gateway.security import SecurityMiddleware
 from agent.gateway.validate import INFERENCE_KINDS, parse_json_object, validate
 from agent.routing import route
@@ -24,11 +31,14 @@ log = logging.getLogger(__name__)
 
 BYPASS = "bypass"
 MISS = "miss"
+TYPEAHEAD = "typeahead"
+COALESCED = "coalesced"
 
 
 class Gateway:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self.embeddings = EmbeddingService(runtime, self._error)
 
     # ------------------------------------------------------------ helpers
     def _headers(self, cache: str, model: str = "") -> dict[str, str]:
@@ -82,33 +92,148 @@ class Gateway:
         body["model"] = decision.model
         if not openai and "keep_alive" not in body:
             body["keep_alive"] = profile.keep_alive
+        cc = request.headers.get("cache-control", "").lower()
+        no_read, no_store = "no-cache" in cc, "no-store" in cc
+        if kind in ("embed", "embeddings"):
+            return await self.embeddings.handle(request, path, body, profile, no_read, no_store)
+
         stream = body.get("stream")
         if stream is None:
-            stream = not openai and kind in ("generate", "chat")
+            stream = not openai
+        api = API_BY_PATH[path]
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) if openai else True
         headers = powergate_headers(MISS, decision.model, profile.name)
+        cache = self.rt.cache
+        use_cache = (
+            not self.rt.controller.cache_paused
+            and cacheable(api, body, self.rt.settings.cache.chat)
+            and not (no_read and no_store)
+        )
+        if not use_cache:
+            headers[H_CACHE] = BYPASS
+            return await self._forward(request, path, body, stream, headers)
+
+        key = request_key(api, decision.model, body)
+        probe = typeahead.probe_for(api, decision.model, body, answer_fields(body)) if api in COMPLETION_APIS else None
+        flight = None
+        if not no_read:
+            entry, outcome = await cache.lookup(key)
+            if entry is not None:
+                if probe is not None:
+                    cache.typeahead.add(probe, completion_text(api, entry.chunks), key)
+                headers[H_CACHE] = outcome
+                return replay(entry, api, stream, include_usage, headers)
+            if probe is not None:
+                found = cache.typeahead.lookup(probe)
+                if found is not None:
+                    rest, rec = found
+                    source = cache.lookup_memory(rec.entry_key)
+                    if source is not None:
+                        synth = Entry(api, decision.model, synth_completion(api, decision.model, rest, source.chunks))
+                        headers[H_CACHE] = TYPEAHEAD
+                        return replay(synth, api, stream, include_usage, headers)
+            flight = self.rt.flights.get(key)
+            if flight is not None:
+                headers[H_CACHE] = COALESCED
+                flight.followers += 1
+                cache.coalesced += 1
+        if flight is None:
+            up_body = dict(body, stream=True)
+            if openai:
+                up_body["stream_options"] = {"include_usage": True}
+            payload = json.dumps(up_body, separators=(",", ":")).encode()
+            fwd = proxy.forward_headers(request)
+            fwd["content-type"] = "application/json"
+            flight = self.rt.flights.start(key, api, decision.model, self.rt.upstreams.pick(), path, payload, fwd, register=not no_read)
+            if not no_store:
+                flight.on_complete = lambda f: self._store(f, probe)
+        return await self._serve_flight(request, path, flight, stream, include_usage, headers)
+
+    def _store(self, flight: Flight, probe: typeahead.Probe | None) -> None:
+        entry = Entry(flight.api, flight.model, list(flight.chunks))
+        self.rt.cache.store(flight.key, entry)
+        if probe is not None:
+            self.rt.cache.typeahead.add(probe, completion_text(flight.api, entry.chunks), flight.key)
+
+    async def _serve_flight(
+        self, request: Request, path: str, flight: Flight, stream: bool, include_usage: bool, headers: dict[str, str]
+    ) -> Response:
+        flight.join()
+        try:
+            await proxy.until_done(request, flight.started())
+            if flight.error_exc is not None:
+                flight.leave()
+                return self._error(path, flight.error_exc, flight.model, headers[H_PROFILE])
+            if flight.status != 200:
+                flight.leave()
+                headers[H_CACHE] = BYPASS
+                return proxy.upstream_error(path, flight.status or 502, flight.error_body, headers)
+            if stream:
+                return proxy.stream_response(path, flight.stream(include_usage), headers)
+            await proxy.until_done(request, flight.finished())
+        except proxy.ClientGone:
+            flight.leave()
+            log.debug("client left before %s was answered", path)
+            return Response(status_code=499)
+        flight.leave()
+        if flight.error_exc is not None:
+            return self._error(path, flight.error_exc, flight.model, headers[H_PROFILE])
+        if not flight.complete:
+            message = stream_error(flight.chunks) or "Ollama ended the answer before it was complete"
+            return error_response(path, message, 502, headers=headers)
+        return Response(assemble(flight.api, flight.chunks), media_type="application/json", headers=headers)
+
+    async def _forward(self, request: Request, path: str, body: dict[str, Any], stream: bool, headers: dict[str, str]) -> Response:
+        """Uncached: straight to Ollama and back, streams chunk by chunk."""
         upstream = self.rt.upstreams.pick()
         payload = json.dumps(body, separators=(",", ":")).encode()
         fwd = proxy.forward_headers(request)
         fwd["content-type"] = "application/json"
         try:
-            if stream and kind in ("generate", "chat"):
+            if stream:
                 resp = await proxy.until_done(request, proxy.open_stream(upstream, path, payload, fwd))
                 if resp.status_code != 200:
                     err = await resp.aread()
                     await resp.aclose()
-                    headers[H_CACHE] = BYPASS
-                    return proxy.upstream_error(path, resp, err, headers)
+                    return proxy.upstream_error(path, resp.status_code, err, headers)
                 return proxy.stream_response(path, proxy.relay_chunks(resp), headers)
             resp = await proxy.until_done(request, upstream.send("POST", path, content=payload, headers=fwd))
         except proxy.ClientGone:
             log.debug("client left before %s was answered; upstream request closed", path)
             return Response(status_code=499)
         except UpstreamError as exc:
-            return self._error(path, exc, decision.model, profile.name)
+            return self._error(path, exc, body.get("model", ""), headers[H_PROFILE])
         if resp.status_code != 200:
-            headers[H_CACHE] = BYPASS
-            return proxy.upstream_error(path, resp, resp.content, headers)
+            return proxy.upstream_error(path, resp.status_code, resp.content, headers)
         return Response(resp.content, status_code=200, media_type="application/json", headers=headers)
+
+
+def replay(entry: Entry, api: str, stream: bool, include_usage: bool, headers: dict[str, str]) -> Response:
+    """A stored answer as the client asked for it: streamed (all chunks at once) or whole."""
+    if stream:
+        rk = "s1" if include_usage else "s0"
+        content = entry._replay.get(rk)
+        if content is None:
+            content = entry._replay[rk] = stream_bytes(api, entry.chunks, include_usage)
+        return Response(content, media_type=SSE if is_sse(api) else NDJSON, headers=headers)
+    content = entry._replay.get("w")
+    if content is None:
+        content = entry._replay["w"] = assemble(api, entry.chunks)
+    return Response(content, media_type="application/json", headers=headers)
+
+
+def stream_error(chunks: list[bytes]) -> str:
+    if chunks:
+        try:
+            doc = json.loads(chunks[-1])
+        except ValueError:
+            return ""
+        err = doc.get("error") if isinstance(doc, dict) else None
+        if isinstance(err, dict):
+            return str(err.get("message", ""))
+        if err:
+            return str(err)
+    return ""
 
 
 def build_app(runtime: Runtime) -> Starlette:

@@ -51,7 +51,7 @@ def control_routes(rt: Runtime) -> list[Route]:
     async def status(request: Request) -> Response:
         if request.query_params.get("check") == "1":
             await rt.upstreams.check_all()
-        return json_response(status_document(rt), headers=hdrs())
+        return json_response(await status_document(rt), headers=hdrs())
 
     async def get_profile(request: Request) -> Response:
         c = rt.controller
@@ -89,14 +89,19 @@ def control_routes(rt: Runtime) -> list[Route]:
             return error_response(request.url.path, str(exc), 400, headers=hdrs())
         return await get_profile(request)
 
+    async def cache_clear(request: Request) -> Response:
+        cleared = await rt.cache.clear()
+        return json_response({"cleared": cleared}, headers=hdrs())
+
     return [
+        Route("/agent/cache/clear", guarded(cache_clear), methods=["POST"]),
         Route("/agent/status", guarded(status), methods=["GET"]),
         Route("/agent/profile", guarded(get_profile), methods=["GET"]),
         Route("/agent/profile", guarded(put_profile), methods=["PUT", "POST"]),
     ]
 
 
-def status_document(rt: Runtime) -> dict[str, Any]:
+async def status_document(rt: Runtime) -> dict[str, Any]:
     c = rt.controller
     s = rt.settings
     return {
@@ -110,4 +115,6 @@ def status_document(rt: Runtime) -> dict[str, Any]:
         "history": c.describe()["history"],
         "upstreams": [u.describe() for u in rt.upstreams.upstreams],
         "cache_paused": c.cache_paused,
+        "cache": await rt.cache.describe(),
+        "in_flight": len(rt.flights),
     }

@@ -64,18 +64,18 @@ def relay_headers(resp: httpx.Response, extra: dict[str, str]) -> dict[str, str]
     return out
 
 
-def upstream_error(path: str, resp: httpx.Response, body: bytes, headers: dict[str, str]) -> Response:
+def upstream_error(path: str, status: int, body: bytes, headers: dict[str, str]) -> Response:
     """Relay an upstream error with its status; wrap a non-JSON body in the API's format."""
     try:
         parsed = json.loads(body)
         if isinstance(parsed, dict) and "error" in parsed:
             if is_openai_path(path) and isinstance(parsed["error"], str):
-                return error_response(path, parsed["error"], resp.status_code, headers=headers)
-            return Response(body, status_code=resp.status_code, media_type="application/json", headers=headers)
+                return error_response(path, parsed["error"], status, headers=headers)
+            return Response(body, status_code=status, media_type="application/json", headers=headers)
     except ValueError:
         pass
-    text = body.decode("utf-8", "replace").strip() or resp.reason_phrase
-    return error_response(path, f"Ollama answered {resp.status_code}: {text}", resp.status_code, headers=headers)
+    text = body.decode("utf-8", "replace").strip() or "no message"
+    return error_response(path, f"Ollama answered {status}: {text}", status, headers=headers)
 
 
 async def open_stream(upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> httpx.Response:

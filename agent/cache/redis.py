@@ -1,0 +1,166 @@
+"""Redis tier: the shared cache of a team or of several machines.
+
+Redis is optional and may vanish at any moment: every call has a short timeout,
+and after a failure the tier stays out of the way for a back-off period, so no
+request ever waits on (or fails because of) an absent Redis."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from agent.cache.base import Entry, TierStats
+from agent.cache.codec import Codec
+from agent.errors import CacheError
+
+log = logging.getLogger(__name__)
+
+REDIS_TIMEOUT = 0.25  # seconds per operation; a LAN Redis answers in about a millisecond
+RETRY_AFTER = 10.0  # seconds the tier rests after a failure
+KEY_PREFIX = "powergate:v1:"
+
+
+class RedisTier:
+    name = "redis"
+
+    def __init__(self, url: str, codec: Codec) -> None:
+        self.url = url
+        self.codec = codec
+        self._client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            retry_on_timeout=False,
+            health_check_interval=30,
+        )
+        self._down_until = 0.0
+        self.st = TierStats(self.name, available=False, error="not checked yet")
+
+    @property
+    def usable(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: Exception) -> None:
+        if self.st.available or self.st.error == "not checked yet":
+            log.warning("redis cache tier %s unavailable (%s); serving from the other tiers", self.url, type(exc).__name__)
+        self.st.available = False
+        self.st.error = f"{type(exc).__name__}: {exc}"
+        self._down_until = time.monotonic() + RETRY_AFTER
+
+    def _ok(self) -> None:
+        if not self.st.available:
+            log.info("redis cache tier %s is available", self.url)
+        self.st.available = True
+        self.st.error = ""
+
+    async def ping(self) -> bool:
+        try:
+            await self._client.ping()
+            self._ok()
+            return True
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return False
+
+    async def get(self, key: str) -> Entry | None:
+        if not self.usable:
+            return None
+        try:
+            raw = await self._client.get(KEY_PREFIX + key)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return None
+        self._ok()
+        if raw is None:
+            self.st.misses += 1
+            return None
+        try:
+            entry = Entry.decode(self.codec.unpack(raw))
+        except (CacheError, ValueError, KeyError):
+            # Another machine with another key (or version): not ours to read.
+            self.st.misses += 1
+            return None
+        self.st.hits += 1
+        return entry
+
+    async def get_many(self, keys: list[str]) -> dict[str, Entry]:
+        if not self.usable or not keys:
+            return {}
+        try:
+            raws = await self._client.mget([KEY_PREFIX + k for k in keys])
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return {}
+        self._ok()
+        out = {}
+        for k, raw in zip(keys, raws, strict=True):
+            if raw is None:
+                continue
+            try:
+                out[k] = Entry.decode(self.codec.unpack(raw))
+            except (CacheError, ValueError, KeyError):
+                continue
+        self.st.hits += len(out)
+        self.st.misses += len(keys) - len(out)
+        return out
+
+    async def set(self, key: str, entry: Entry, ttl_s: float) -> None:
+        await self.set_many([(key, entry)], ttl_s)
+
+    async def set_many(self, items: list[tuple[str, Entry]], ttl_s: float) -> None:
+        if not self.usable or not items:
+            return
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, entry in items:
+                    pipe.set(KEY_PREFIX + key, self.codec.pack(entry.encoded()), ex=max(1, int(ttl_s)))
+                await pipe.execute()
+            self._ok()
+            self.st.writes += len(items)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+
+    async def delete(self, key: str) -> None:
+        if self.usable:
+            try:
+                await self._client.delete(KEY_PREFIX + key)
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+
+    async def clear(self) -> int:
+        n = 0
+        try:
+            async for k in self._client.scan_iter(match=KEY_PREFIX + "*", count=500):
+                await self._client.unlink(k)
+                n += 1
+            self._ok()
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+        return n
+
+    async def resize(self, max_bytes: int) -> None:
+        # Redis is bounded by its own maxmemory policy, shared by the team.
+        pass
+
+    async def stats(self) -> TierStats:
+        if self.usable:
+            try:
+                n = 0
+                async for _ in self._client.scan_iter(match=KEY_PREFIX + "*", count=1000):
+                    n += 1
+                self.st.entries = n
+                info = await self._client.info("memory")
+                self.st.bytes = int(info.get("used_memory", 0))
+                self._ok()
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+        return self.st
+
+    async def aclose(self) -> None:
+        try:
+            await self._client.aclose()
+        except (RedisError, OSError):
+            pass

@@ -1,0 +1,189 @@
+"""Embeddings cached per input text.
+
+A batch of 100 inputs of which 97 are known sends only the 3 new ones to
+Ollama and answers all 100 in order. Inputs another request is already
+fetching are awaited, not fetched twice. All three embedding APIs go to
+Ollama's /api/embed (the vectors /v1/embeddings returns are the same), so an
+index built through one API is reused through the others; the legacy
+/api/embeddings returns Ollama's unnormalised vectors and keeps its own entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from agent.cache.base import Entry
+from agent.cache.keys import RUNNER_ONLY_OPTIONS, embedding_key
+from agent.errors import PowergateError, UpstreamError
+from agent.gateway import proxy
+from agent.gateway.responses import H_CACHE, H_PROFILE, error_response, powergate_headers
+from agent.profiles import Profile
+
+if TYPE_CHECKING:
+    from agent.runtime import Runtime
+
+EMBED_BATCH = 64  # inputs per upstream call, so a big re-index cannot hold Ollama for long
+H_INPUTS = "X-Powergate-Cache-Inputs"  # "cached/total" inputs of an embedding request
+
+
+class UpstreamFailed(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class EmbeddingService:
+    def __init__(self, rt: Runtime, error: Callable[..., Response]) -> None:
+        self.rt = rt
+        self._error = error
+
+    async def handle(self, request: Request, path: str, body: dict[str, Any], profile: Profile, no_read: bool, no_store: bool) -> Response:
+        model = body["model"]
+        legacy = path == "/api/embeddings"
+        openai = path.startswith("/v1/")
+        if legacy:
+            inputs = [body.get("prompt") or ""]
+        else:
+            raw = body.get("input")
+            inputs = [raw] if isinstance(raw, str) else list(raw or [])
+        options = {k: v for k, v in (body.get("options") or {}).items() if k not in RUNNER_ONLY_OPTIONS}
+        params = {"api": "legacy" if legacy else "embed", "truncate": body.get("truncate", True), "dimensions": body.get("dimensions"), "options": options}
+        headers = powergate_headers("miss", model, profile.name)
+        if legacy and inputs == [""]:
+            # Ollama answers an empty legacy prompt with an empty vector; nothing to cache.
+            return Response(b'{"embedding":[]}', media_type="application/json", headers=dict(headers, **{H_CACHE: "bypass"}))
+
+        keys = [embedding_key(model, t, params) for t in inputs]
+        text_of = dict(zip(keys, inputs, strict=True))
+        unique = list(dict.fromkeys(keys))
+        use_cache = not self.rt.controller.cache_paused
+        found: dict[str, tuple[Entry, str]] = {}
+        if use_cache and not no_read:
+            found = await self.rt.cache.lookup_many(unique)
+        vectors: dict[str, bytes] = {k: e.chunks[0] for k, (e, _) in found.items()}
+        missing = [k for k in unique if k not in vectors]
+        pending = self.rt.embed_pending
+        theirs = [k for k in missing if k in pending and not no_read]
+        mine = [k for k in missing if k not in theirs]
+        loop = asyncio.get_running_loop()
+        futures = {k: loop.create_future() for k in mine}
+        for k, f in futures.items():
+            pending.setdefault(k, f)
+        stats = {"total_duration": 0, "load_duration": 0, "prompt_eval_count": 0}
+        try:
+            if mine:
+                got = await proxy.until_done(request, self._fetch(request, path, body, model, [text_of[k] for k in mine], legacy, openai, profile, stats))
+                for k, vec in zip(mine, got, strict=True):
+                    vectors[k] = vec
+                    futures[k].set_result(vec)
+                if use_cache and not no_store:
+                    self.rt.cache.store_many([(k, Entry("embedding", model, [vectors[k]])) for k in mine])
+            if theirs:
+                shared = await proxy.until_done(request, asyncio.gather(*(pending[k] for k in theirs)))
+                vectors.update(zip(theirs, shared, strict=True))
+        except UpstreamFailed as exc:
+            self._fail(futures)
+            return exc.response
+        except UpstreamError as exc:
+            self._fail(futures)
+            return self._error(path, exc, model, profile.name)
+        except proxy.ClientGone:
+            self._fail(futures)
+            return Response(status_code=499)
+        except PowergateError as exc:
+            self._fail(futures)
+            return error_response(path, str(exc), 502, headers=headers)
+        finally:
+            for k, f in futures.items():
+                if pending.get(k) is f:
+                    del pending[k]
+
+        cached = len(keys) - sum(1 for k in keys if k in futures)
+        if missing and mine:
+            outcome = "miss"
+        elif theirs:
+            outcome = "coalesced"
+        else:
+            tiers = {found[k][1] for k in unique}
+            outcome = next((t for t in ("hit-redis", "hit-disk", "hit-memory") if t in tiers), "hit-memory")
+        if not use_cache:
+            outcome = "bypass"
+        headers[H_CACHE] = outcome
+        headers[H_INPUTS] = f"{cached}/{len(keys)}"
+        ordered = [vectors[k] for k in keys]
+        return Response(self._render(path, model, ordered, body, stats), media_type="application/json", headers=headers)
+
+    @staticmethod
+    def _fail(futures: dict[str, asyncio.Future[Any]]) -> None:
+        for f in futures.values():
+            if not f.done():
+                f.set_exception(PowergateError("the upstream call that was fetching this input failed"))
+                f.exception()  # retrieved: followers see it through gather, nobody else must warn
+
+    async def _fetch(
+        self, request: Request, path: str, body: dict[str, Any], model: str, texts: list[str],
+        legacy: bool, openai: bool, profile: Profile, stats: dict[str, int],
+    ) -> list[bytes]:
+        upstream = self.rt.upstreams.pick()
+        fwd = proxy.forward_headers(request)
+        fwd["content-type"] = "application/json"
+        out: list[bytes] = []
+        if legacy:
+            up = {k: v for k, v in body.items() if k != "stream"}
+            resp = await upstream.send("POST", "/api/embeddings", content=json.dumps(up).encode(), headers=fwd)
+            self._check(path, resp.status_code, resp.content, model, profile)
+            return [json.dumps(resp.json()["embedding"], separators=(",", ":")).encode()]
+        base: dict[str, Any] = {"model": model, "keep_alive": body.get("keep_alive", profile.keep_alive)}
+        for k in ("truncate", "dimensions", "options"):
+            if body.get(k) is not None:
+                base[k] = body[k]
+        for i in range(0, len(texts), EMBED_BATCH):
+            batch = texts[i : i + EMBED_BATCH]
+            payload = json.dumps(dict(base, input=batch), separators=(",", ":")).encode()
+            resp = await upstream.send("POST", "/api/embed", content=payload, headers=fwd)
+            self._check(path, resp.status_code, resp.content, model, profile)
+            doc = resp.json()
+            embs = doc.get("embeddings") or []
+            if len(embs) != len(batch):
+                raise PowergateError(f"Ollama returned {len(embs)} embeddings for {len(batch)} inputs")
+            out.extend(json.dumps(v, separators=(",", ":")).encode() for v in embs)
+            for k in stats:
+                stats[k] += int(doc.get(k) or 0)
+        return out
+
+    def _check(self, path: str, status: int, content: bytes, model: str, profile: Profile) -> None:
+        if status != 200:
+            headers = powergate_headers("bypass", model, profile.name)
+            raise UpstreamFailed(proxy.upstream_error(path, status, content, headers))
+
+    @staticmethod
+    def _render(path: str, model: str, vectors: list[bytes], body: dict[str, Any], stats: dict[str, int]) -> bytes:
+        m = json.dumps(model)
+        if path == "/api/embeddings":
+            return b'{"embedding":' + vectors[0] + b"}"
+        if path == "/api/embed":
+            tail = json.dumps(stats, separators=(",", ":"))[1:]
+            return b'{"model":' + m.encode() + b',"embeddings":[' + b",".join(vectors) + b"]," + tail.encode()
+        # /v1/embeddings
+        b64 = body.get("encoding_format") == "base64"
+        data = []
+        for i, v in enumerate(vectors):
+            if b64:
+                floats = json.loads(v)
+                emb = json.dumps(base64.b64encode(struct.pack(f"<{len(floats)}f", *floats)).decode()).encode()
+            else:
+                emb = v
+            data.append(b'{"object":"embedding","embedding":' + emb + b',"index":' + str(i).encode() + b"}")
+        n = stats["prompt_eval_count"]
+        usage = json.dumps({"prompt_tokens": n, "total_tokens": n}).encode()
+        return b'{"object":"list","data":[' + b",".join(data) + b'],"model":' + m.encode() + b',"usage":' + usage + b"}"
+
+
+__all__ = ["EmbeddingService", "H_INPUTS", "H_PROFILE"]

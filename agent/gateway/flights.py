@@ -1,0 +1,193 @@
+"""Upstream calls shared by every client that asked the same thing at the same time.
+
+A Flight owns one streamed upstream request. Clients subscribe: a stream client
+reads the chunks from the first one on as they arrive, a whole-answer client
+waits for the end. The upstream request is cancelled when the last subscriber
+leaves, so an editor's abort still stops Ollama when nobody else waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+
+from agent.cache.answers import DONE_LINE, chunk_is_final, is_sse
+from agent.errors import UpstreamError
+from agent.gateway.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+
+class Flight:
+    def __init__(self, key: str, api: str, model: str) -> None:
+        self.key = key
+        self.api = api
+        self.model = model
+        self.chunks: list[bytes] = []
+        self.status: int | None = None  # upstream status, once its headers are in
+        self.error_body: bytes = b""
+        self.error_exc: UpstreamError | None = None
+        self.done = False
+        self.complete = False  # finished normally: done:true / [DONE]
+        self.subscribers = 0
+        self.followers = 0
+        self.task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self.on_complete: Callable[[Flight], None] | None = None
+
+    def _notify(self) -> None:
+        ev, self._changed = self._changed, asyncio.Event()
+        ev.set()
+
+    async def run(self, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
+        sse = is_sse(self.api)
+        resp: httpx.Response | None = None
+        try:
+            resp = await upstream.send("POST", path, content=payload, headers=headers, stream=True)
+            self.status = resp.status_code
+            if resp.status_code != 200:
+                self.error_body = await resp.aread()
+                return
+            self._notify()
+            buf = b""
+            async for raw in resp.aiter_raw():
+                buf += raw
+                added = False
+                while True:
+                    nl = buf.find(b"\n")
+                    if nl < 0:
+                        break
+                    line, buf = buf[:nl].strip(), buf[nl + 1 :]
+                    if self._take(line, sse):
+                        added = True
+                if added:
+                    self._notify()
+            if buf.strip() and self._take(buf.strip(), sse):
+                self._notify()
+        except UpstreamError as exc:
+            self.error_exc = exc
+        except httpx.HTTPError as exc:
+            if resp is None:
+                self.error_exc = upstream.translate(exc)
+            # else: the stream broke midway; complete stays False and nothing is stored
+            log.debug("upstream stream ended early: %s", exc)
+        finally:
+            if resp is not None:
+                await resp.aclose()
+            self.done = True
+            self._notify()
+            if self.complete and self.on_complete is not None:
+                try:
+                    self.on_complete(self)
+                except Exception:
+                    log.exception("storing a finished answer failed")
+
+    def _take(self, line: bytes, sse: bool) -> bool:
+        if not line:
+            return False
+        if sse:
+            if not line.startswith(b"data:"):
+                return False
+            line = line[5:].strip()
+            if line == b"[DONE]":
+                self.complete = True
+                return False
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            return False
+        self.chunks.append(line)
+        if isinstance(doc, dict):
+            if "error" in doc:
+                self.complete = False
+            elif not sse and chunk_is_final(self.api, doc):
+                self.complete = True
+        return True
+
+    async def started(self) -> None:
+        """Wait until the upstream answered with headers (or failed)."""
+        while self.status is None and not self.done:
+            await self._changed.wait()
+
+    async def finished(self) -> None:
+        while not self.done:
+            await self._changed.wait()
+
+    def join(self) -> None:
+        self.subscribers += 1
+
+    def leave(self) -> None:
+        self.subscribers -= 1
+        if self.subscribers <= 0 and not self.done and self.task is not None:
+            # Nobody waits any more: stop Ollama generating for nobody.
+            self.task.cancel()
+
+    async def stream(self, include_usage: bool) -> AsyncIterator[bytes]:
+        """The chunks from the first on, as they arrive (a subscriber must have joined)."""
+        sse = is_sse(self.api)
+        i = 0
+        try:
+            while True:
+                changed = self._changed
+                if i < len(self.chunks):
+                    pending = self.chunks[i:]
+                    i += len(pending)
+                    if sse:
+                        yield b"".join(
+                            b"data: " + c + b"\n\n" for c in pending if include_usage or b'"choices":[]' not in c
+                        )
+                    else:
+                        yield b"".join(c + b"\n" for c in pending)
+                    continue
+                if self.done:
+                    break
+                await changed.wait()
+            if sse and self.complete:
+                yield DONE_LINE
+        finally:
+            self.leave()
+
+
+class Flights:
+    """The flights in the air, by cache key."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, Flight] = {}
+
+    def get(self, key: str) -> Flight | None:
+        f = self._by_key.get(key)
+        return f if f is not None and not f.done else None
+
+    def start(
+        self,
+        key: str,
+        api: str,
+        model: str,
+        upstream: Upstream,
+        path: str,
+        payload: bytes,
+        headers: dict[str, str],
+        register: bool = True,
+    ) -> Flight:
+        """Start the upstream call; unregistered flights (no-cache requests) are never joined."""
+        flight = Flight(key, api, model)
+        if register:
+            self._by_key[key] = flight
+        flight.task = asyncio.ensure_future(self._run(flight, upstream, path, payload, headers))
+        return flight
+
+    async def _run(self, flight: Flight, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
+        try:
+            await flight.run(upstream, path, payload, headers)
+        finally:
+            if self._by_key.get(flight.key) is flight:
+                del self._by_key[flight.key]
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
