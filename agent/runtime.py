@@ -30,7 +30,9 @@ class Runtime:
         self.embed_pending: dict[str, asyncio.Future[Any]] = {}
         key_dir = settings.config_file.parent if settings.config_file else paths.config_dir()
         codec = make_codec(settings.cache.encrypt, key_dir / KEY_FILE_NAME)
-        self.cache = LayeredCache.for_profile(self.controller.profile, settings.data_dir, codec, settings.cache.redis_url)
+        self.cache = LayeredCache.for_profile(
+            self.controller.profile, settings.data_dir, codec, settings.cache.redis_url
+        )
         self.controller.listeners.append(self._on_profile)
         self.started_at = time.time()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -58,7 +60,9 @@ class Runtime:
             if await self.cache.redis.ping():
                 log.info("redis cache tier %s connected", self.settings.cache.redis_url)
             else:
-                log.warning("redis at %s is not reachable: caching in memory and on disk only", self.settings.cache.redis_url)
+                log.warning(
+                    "redis at %s is not reachable: caching in memory and on disk only", self.settings.cache.redis_url
+                )
 
     async def aclose(self) -> None:
         await self.cache.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -70,14 +71,18 @@ def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
     started: list[AgentServer] = []
 
     def make(
-        upstream: str | list[str] | None = None, config: str = "", profile: str | None = None, **kw: Any
+        upstream: str | list[str] | None = None,
+        config: str = "",
+        profile: str | None = None,
+        data_dir: Path | None = None,
+        **kw: Any,
     ) -> Gateway:
         cfg = tmp_path / f"config{len(started)}.toml"
         cfg.write_text(config)
         ups = [upstream] if isinstance(upstream, str) else upstream
         settings = load_settings(
             config_file=cfg,
-            data_dir=tmp_path / f"data{len(started)}",
+            data_dir=data_dir or tmp_path / f"data{len(started)}",
             host="127.0.0.1",
             port=free_port(),
             upstreams=ups,
@@ -119,3 +124,42 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) 
         env=full_env,
         cwd=ROOT,
     )
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, in memory only."""
+
+    def __init__(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail("redis-server is not installed (apt-get install redis-server; .ci/run does it)")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if not wait_for(self._up, timeout=10):
+            self.stop()
+            pytest.fail("redis-server did not start")
+
+    def _up(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    srv = RedisServer()
+    yield srv
+    srv.stop()

@@ -68,11 +68,16 @@ def assemble(api: str, chunks: list[bytes]) -> bytes:
         whole = _assemble_v1chat(docs)
     elif api == "v1completion":
         first = docs[0]
-        finish = next((c.get("finish_reason") for d in docs for c in d.get("choices") or [] if c.get("finish_reason")), None)
+        finish = next(
+            (c.get("finish_reason") for d in docs for c in d.get("choices") or [] if c.get("finish_reason")), None
+        )
         text = _join([c.get("text") for d in docs for c in d.get("choices") or []])
         whole = {
-            "id": first.get("id"), "object": "text_completion", "created": first.get("created"),
-            "model": first.get("model"), "system_fingerprint": first.get("system_fingerprint"),
+            "id": first.get("id"),
+            "object": "text_completion",
+            "created": first.get("created"),
+            "model": first.get("model"),
+            "system_fingerprint": first.get("system_fingerprint"),
             "choices": [{"text": text, "index": 0, "finish_reason": finish}],
         }
         usage = next((d["usage"] for d in docs if d.get("usage")), None)
@@ -93,7 +98,10 @@ def _assemble_v1chat(docs: list[dict[str, Any]]) -> dict[str, Any]:
             delta = c.get("delta") or {}
             content.append(delta.get("content"))
             for tc in delta.get("tool_calls") or []:
-                slot = calls.setdefault(tc.get("index", len(calls)), {"id": tc.get("id"), "type": "function", "function": {"name": "", "arguments": ""}})
+                slot = calls.setdefault(
+                    tc.get("index", len(calls)),
+                    {"id": tc.get("id"), "type": "function", "function": {"name": "", "arguments": ""}},
+                )
                 fn = tc.get("function") or {}
                 slot["id"] = slot["id"] or tc.get("id")
                 slot["function"]["name"] += fn.get("name") or ""
@@ -104,8 +112,11 @@ def _assemble_v1chat(docs: list[dict[str, Any]]) -> dict[str, Any]:
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]
     whole: dict[str, Any] = {
-        "id": first.get("id"), "object": "chat.completion", "created": first.get("created"),
-        "model": first.get("model"), "system_fingerprint": first.get("system_fingerprint"),
+        "id": first.get("id"),
+        "object": "chat.completion",
+        "created": first.get("created"),
+        "model": first.get("model"),
+        "system_fingerprint": first.get("system_fingerprint"),
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
     }
     usage = next((d["usage"] for d in docs if d.get("usage")), None)
@@ -140,8 +151,13 @@ def synth_completion(api: str, model: str, text: str, source: list[bytes]) -> li
         return [json.dumps(body, ensure_ascii=False).encode(), json.dumps(final, ensure_ascii=False).encode()]
     first = json.loads(source[0])
     finish = next((c.get("finish_reason") for c in last.get("choices") or [] if c.get("finish_reason")), "stop")
-    base = {"id": first.get("id"), "object": "text_completion", "created": int(time.time()), "model": model,
-            "system_fingerprint": first.get("system_fingerprint")}
+    base = {
+        "id": first.get("id"),
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": first.get("system_fingerprint"),
+    }
     a = dict(base, choices=[{"text": text, "index": 0, "finish_reason": None}])
     b = dict(base, choices=[{"text": "", "index": 0, "finish_reason": finish}])
     return [json.dumps(a, ensure_ascii=False).encode(), json.dumps(b, ensure_ascii=False).encode()]

@@ -147,7 +147,11 @@ class LayeredCache:
         lookups = self.memory.st.hits + self.memory.st.misses
         return {
             "tiers": [t.as_dict() for t in tiers],
-            "typeahead": {"entries": len(self.typeahead), "hits": self.typeahead.hits, "lookups": self.typeahead.lookups},
+            "typeahead": {
+                "entries": len(self.typeahead),
+                "hits": self.typeahead.hits,
+                "lookups": self.typeahead.lookups,
+            },
             "coalesced": self.coalesced,
             "hit_ratio": round(hits / lookups, 4) if lookups else 0.0,
             "encrypted": bool(self.disk and self.disk.codec.encrypted),

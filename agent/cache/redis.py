@@ -45,7 +45,9 @@ class RedisTier:
 
     def _failed(self, exc: Exception) -> None:
         if self.st.available or self.st.error == "not checked yet":
-            log.warning("redis cache tier %s unavailable (%s); serving from the other tiers", self.url, type(exc).__name__)
+            log.warning(
+                "redis cache tier %s unavailable (%s); serving from the other tiers", self.url, type(exc).__name__
+            )
         self.st.available = False
         self.st.error = f"{type(exc).__name__}: {exc}"
         self._down_until = time.monotonic() + RETRY_AFTER

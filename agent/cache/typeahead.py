@@ -139,7 +139,11 @@ class TypeaheadIndex:
         for qlen in reversed(fam.lengths[lo:hi]):  # the longest known prompt first
             typed = p[qlen:]
             for rec in fam.by_length[qlen]:
-                if len(rec.completion) > len(typed) and rec.completion.startswith(typed) and _h(p[:qlen]) == rec.prompt_hash:
+                if (
+                    len(rec.completion) > len(typed)
+                    and rec.completion.startswith(typed)
+                    and _h(p[:qlen]) == rec.prompt_hash
+                ):
                     self._families.move_to_end(probe.family)
                     self.hits += 1
                     return rec.completion[len(typed) :], rec

@@ -12,15 +12,15 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from agent import __version__
-from agent.errors import BadRequest, PowergateError, UpstreamBusy, UpstreamError, UpstreamUnavailable
 from agent.cache import typeahead
 from agent.cache.answers import assemble, completion_text, is_sse, stream_bytes, synth_completion
 from agent.cache.base import Entry
 from agent.cache.keys import API_BY_PATH, COMPLETION_APIS, answer_fields, cacheable, request_key
+from agent.errors import BadRequest, PowergateError, UpstreamBusy, UpstreamError, UpstreamUnavailable
 from agent.gateway import proxy
+from agent.gateway.control_api import control_routes
 from agent.gateway.embeddings import EmbeddingService
 from agent.gateway.flights import Flight
-from agent.gateway.control_api import control_routes
 from agent.gateway.responses import H_CACHE, H_PROFILE, NDJSON, SSE, error_response, json_response, powergate_headers
 from agent.gateway.security import SecurityMiddleware
 from agent.gateway.validate import INFERENCE_KINDS, parse_json_object, validate
@@ -144,7 +144,9 @@ class Gateway:
             payload = json.dumps(up_body, separators=(",", ":")).encode()
             fwd = proxy.forward_headers(request)
             fwd["content-type"] = "application/json"
-            flight = self.rt.flights.start(key, api, decision.model, self.rt.upstreams.pick(), path, payload, fwd, register=not no_read)
+            flight = self.rt.flights.start(
+                key, api, decision.model, self.rt.upstreams.pick(), path, payload, fwd, register=not no_read
+            )
             if not no_store:
                 flight.on_complete = lambda f: self._store(f, probe)
         return await self._serve_flight(request, path, flight, stream, include_usage, headers)
@@ -183,7 +185,9 @@ class Gateway:
             return error_response(path, message, 502, headers=headers)
         return Response(assemble(flight.api, flight.chunks), media_type="application/json", headers=headers)
 
-    async def _forward(self, request: Request, path: str, body: dict[str, Any], stream: bool, headers: dict[str, str]) -> Response:
+    async def _forward(
+        self, request: Request, path: str, body: dict[str, Any], stream: bool, headers: dict[str, str]
+    ) -> Response:
         """Uncached: straight to Ollama and back, streams chunk by chunk."""
         upstream = self.rt.upstreams.pick()
         payload = json.dumps(body, separators=(",", ":")).encode()

@@ -44,7 +44,9 @@ class EmbeddingService:
         self.rt = rt
         self._error = error
 
-    async def handle(self, request: Request, path: str, body: dict[str, Any], profile: Profile, no_read: bool, no_store: bool) -> Response:
+    async def handle(
+        self, request: Request, path: str, body: dict[str, Any], profile: Profile, no_read: bool, no_store: bool
+    ) -> Response:
         model = body["model"]
         legacy = path == "/api/embeddings"
         openai = path.startswith("/v1/")
@@ -54,11 +56,18 @@ class EmbeddingService:
             raw = body.get("input")
             inputs = [raw] if isinstance(raw, str) else list(raw or [])
         options = {k: v for k, v in (body.get("options") or {}).items() if k not in RUNNER_ONLY_OPTIONS}
-        params = {"api": "legacy" if legacy else "embed", "truncate": body.get("truncate", True), "dimensions": body.get("dimensions"), "options": options}
+        params = {
+            "api": "legacy" if legacy else "embed",
+            "truncate": body.get("truncate", True),
+            "dimensions": body.get("dimensions"),
+            "options": options,
+        }
         headers = powergate_headers("miss", model, profile.name)
         if legacy and inputs == [""]:
             # Ollama answers an empty legacy prompt with an empty vector; nothing to cache.
-            return Response(b'{"embedding":[]}', media_type="application/json", headers=dict(headers, **{H_CACHE: "bypass"}))
+            return Response(
+                b'{"embedding":[]}', media_type="application/json", headers=dict(headers, **{H_CACHE: "bypass"})
+            )
 
         keys = [embedding_key(model, t, params) for t in inputs]
         text_of = dict(zip(keys, inputs, strict=True))
@@ -79,7 +88,10 @@ class EmbeddingService:
         stats = {"total_duration": 0, "load_duration": 0, "prompt_eval_count": 0}
         try:
             if mine:
-                got = await proxy.until_done(request, self._fetch(request, path, body, model, [text_of[k] for k in mine], legacy, openai, profile, stats))
+                got = await proxy.until_done(
+                    request,
+                    self._fetch(request, path, body, model, [text_of[k] for k in mine], legacy, openai, profile, stats),
+                )
                 for k, vec in zip(mine, got, strict=True):
                     vectors[k] = vec
                     futures[k].set_result(vec)
@@ -128,8 +140,16 @@ class EmbeddingService:
                 f.exception()  # retrieved: followers see it through gather, nobody else must warn
 
     async def _fetch(
-        self, request: Request, path: str, body: dict[str, Any], model: str, texts: list[str],
-        legacy: bool, openai: bool, profile: Profile, stats: dict[str, int],
+        self,
+        request: Request,
+        path: str,
+        body: dict[str, Any],
+        model: str,
+        texts: list[str],
+        legacy: bool,
+        openai: bool,
+        profile: Profile,
+        stats: dict[str, int],
     ) -> list[bytes]:
         upstream = self.rt.upstreams.pick()
         fwd = proxy.forward_headers(request)

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import httpx
 
@@ -181,7 +180,9 @@ class Flights:
         flight.task = asyncio.ensure_future(self._run(flight, upstream, path, payload, headers))
         return flight
 
-    async def _run(self, flight: Flight, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
+    async def _run(
+        self, flight: Flight, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]
+    ) -> None:
         try:
             await flight.run(upstream, path, payload, headers)
         finally:
@@ -190,4 +191,3 @@ class Flights:
 
     def __len__(self) -> int:
         return len(self._by_key)
-
