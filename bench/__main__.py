@@ -1,48 +1,80 @@
-"""python -m bench [--quick] [--only NAME ...]: powergate against direct Ollama, side by side."""
+"""python -m bench [--quick] [--only NAME ...]: powergate against direct Ollama, side by side.
+
+Scenarios: overhead (miss and first byte), memory, disk, typeahead, reindex."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import harness, overhead
+from bench import cache, harness, overhead
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ALL = ("overhead", "memory", "disk", "typeahead", "reindex")
+
+
+def _row(name: str, d: dict[str, Any], g: dict[str, Any], key: str = "p50_ms") -> str:
+    return f"{name:<34} direct {d[key]:>8.3f} ms   powergate {g[key]:>8.3f} ms"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small samples, for a smoke check (< 1 minute)")
-    ap.add_argument("--only", nargs="*", default=None, help="scenarios to run (default: all)")
+    ap.add_argument("--only", nargs="*", default=None, choices=ALL, help="scenarios to run (default: all)")
     ap.add_argument("-n", type=int, default=None, help="requests per contender per scenario")
     args = ap.parse_args()
     n = args.n or (100 if args.quick else 400)
-    want = set(args.only or ["overhead"])
+    want = set(args.only or ALL)
     out: dict[str, Any] = {
         "machine": platform.platform(),
         "python": platform.python_version(),
         "n": n,
         "at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "python -m bench" + (" --quick" if args.quick else ""),
     }
-    with harness.sim_ollama() as sim, harness.powergate(sim.url) as pg:
-        if "overhead" in want:
-            out["overhead"] = overhead.run(sim.url, pg.url, n)
-            o = out["overhead"]
-            print(
-                f"miss  p50 direct {o['miss']['direct']['p50_ms']:.3f} ms  powergate {o['miss']['powergate']['p50_ms']:.3f} ms  added {o['miss']['added_p50_ms']:+.3f} ms"
-            )
-            print(
-                f"miss  p99 direct {o['miss']['direct']['p99_ms']:.3f} ms  powergate {o['miss']['powergate']['p99_ms']:.3f} ms  added {o['miss']['added_p99_ms']:+.3f} ms"
-            )
-            print(
-                f"ttfb  p50 direct {o['ttfb']['direct']['p50_ms']:.3f} ms  powergate {o['ttfb']['powergate']['p50_ms']:.3f} ms  added {o['ttfb']['added_p50_ms']:+.3f} ms"
-            )
+    with harness.sim_ollama() as sim:
+        with harness.powergate(sim.url) as pg:
+            if "overhead" in want:
+                o = out["overhead"] = overhead.run(sim.url, pg.url, n)
+                print(
+                    _row("miss p50", o["miss"]["direct"], o["miss"]["powergate"])
+                    + f"   added {o['miss']['added_p50_ms']:+.3f} ms"
+                )
+                print(
+                    _row("miss p99", o["miss"]["direct"], o["miss"]["powergate"], "p99_ms")
+                    + f"   added {o['miss']['added_p99_ms']:+.3f} ms"
+                )
+                print(
+                    _row("first streamed byte p50", o["ttfb"]["direct"], o["ttfb"]["powergate"])
+                    + f"   added {o['ttfb']['added_p50_ms']:+.3f} ms"
+                )
+            if "memory" in want:
+                m = out["memory"] = cache.memory_hits(sim.url, pg.url, n)
+                print(_row("memory hit p50", m["direct"], m["powergate"]) + f"   x{m['speedup_p50']}")
+                print(_row("memory hit p99", m["direct"], m["powergate"], "p99_ms"))
+            if "typeahead" in want:
+                t = out["typeahead"] = cache.typeahead(pg.url, 60 if args.quick else 300)
+                print(
+                    f"{'typeahead trace':<34} {t['requests']} requests, hit rate {t['typeahead_hit_rate']:.1%}, outcomes {t['outcomes']}"
+                )
+        if "disk" in want:
+            with tempfile.TemporaryDirectory(prefix="pg-bench-disk-") as d:
+                k = out["disk"] = cache.disk_hits(sim.url, max(50, n // 2), Path(d))
+            print(_row("disk hit p50", k["direct"], k["powergate"]) + f"   x{k['speedup_p50']}")
+            print(_row("disk hit p99", k["direct"], k["powergate"], "p99_ms"))
+    if "reindex" in want:
+        with harness.sim_ollama(realistic=True) as real, harness.powergate(real.url) as pg:
+            r = out["reindex"] = cache.reindex(real.url, pg.url, 300 if args.quick else 2000)
+        print(
+            f"{'embedding re-index, 2nd pass':<34} direct {r['direct_s']:.2f} s   powergate {r['powergate_second_pass_s']:.3f} s   x{r['speedup_second_pass']} ({r['chunks']} chunks, realistic sim)"
+        )
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "latest.json"
+    path = RESULTS / ("quick.json" if args.quick else "latest.json")
     path.write_text(json.dumps(out, indent=2))
     print(f"results: {path}")
 

@@ -64,12 +64,14 @@ def sim_ollama(realistic: bool = False) -> Iterator[Proc]:
 
 
 @contextmanager
-def powergate(upstream: str, config: str = "", profile: str = "performance") -> Iterator[Proc]:
+def powergate(
+    upstream: str, config: str = "", profile: str = "performance", data_dir: Path | None = None
+) -> Iterator[Proc]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="pg-bench-") as d:
         cfg = Path(d) / "config.toml"
         cfg.write_text(config)
-        env = dict(os.environ, POWERGATE_DATA_DIR=str(Path(d) / "data"), POWERGATE_CONFIG=str(cfg))
+        env = dict(os.environ, POWERGATE_DATA_DIR=str(data_dir or Path(d) / "data"), POWERGATE_CONFIG=str(cfg))
         args = [
             sys.executable,
             "-m",

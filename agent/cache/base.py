@@ -27,24 +27,19 @@ class Entry:
     _replay: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     def encoded(self) -> bytes:
+        """A header line, then the chunks one per line (chunks are JSON: no raw newlines)."""
         if self._encoded is None:
-            doc = {
-                "v": 1,
-                "api": self.api,
-                "model": self.model,
-                "created": self.created,
-                "meta": self.meta,
-                "chunks": [c.decode("utf-8") for c in self.chunks],
-            }
-            self._encoded = json.dumps(doc, separators=(",", ":")).encode()
+            head = {"v": 2, "api": self.api, "model": self.model, "created": self.created, "meta": self.meta}
+            self._encoded = b"\n".join([json.dumps(head, separators=(",", ":")).encode(), *self.chunks])
         return self._encoded
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry:
-        doc = json.loads(raw)
-        if doc.get("v") != 1:
+        lines = raw.split(b"\n")
+        head = json.loads(lines[0])
+        if head.get("v") != 2:
             raise ValueError("unknown entry version")
-        e = cls(doc["api"], doc["model"], [c.encode() for c in doc["chunks"]], doc["created"], doc.get("meta") or {})
+        e = cls(head["api"], head["model"], lines[1:], head["created"], head.get("meta") or {})
         e._encoded = raw
         return e
 

@@ -7,6 +7,7 @@ never on the event loop."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,37 @@ from agent.errors import CacheError
 log = logging.getLogger(__name__)
 
 DISK_THREADS = 2  # SQLite serialises writers anyway; two lets a read pass a write
+FILTER_BITS = 1 << 23  # 1 MB of bits: about 1% false positives at 800k keys
+FILTER_HASHES = 4
+
+
+class KeyFilter:
+    """A Bloom filter of the keys on disk, so that a miss costs no thread hop.
+
+    False positives only cost a disk lookup; there are no false negatives for keys
+    this process wrote or found at start (entries culled or expired by diskcache
+    stay "maybe" until the filter is rebuilt on clear or restart)."""
+
+    def __init__(self, bits: int = FILTER_BITS) -> None:
+        self.bits = bits
+        self._array = bytearray(bits // 8)
+        self.ready = False  # until the start-up scan is done, everything is "maybe"
+
+    def _positions(self, key: str) -> list[int]:
+        d = hashlib.blake2b(key.encode(), digest_size=4 * FILTER_HASHES).digest()
+        return [int.from_bytes(d[i : i + 4], "little") % self.bits for i in range(0, 4 * FILTER_HASHES, 4)]
+
+    def add(self, key: str) -> None:
+        for p in self._positions(key):
+            self._array[p >> 3] |= 1 << (p & 7)
+
+    def maybe(self, key: str) -> bool:
+        if not self.ready:
+            return True
+        return all(self._array[p >> 3] & (1 << (p & 7)) for p in self._positions(key))
+
+    def reset(self) -> None:
+        self._array = bytearray(self.bits // 8)
 
 
 class DiskTier:
@@ -41,6 +73,14 @@ class DiskTier:
             disk_min_file_size=1 << 30,
         )
         self.st = TierStats(self.name, max_bytes=max_bytes)
+        self.filter = KeyFilter()
+        self._pool.submit(self._load_filter)
+
+    def _load_filter(self) -> None:
+        # Runs once on the disk thread at start; writes that race with it are added too.
+        for key in self._cache.iterkeys():
+            self.filter.add(key)
+        self.filter.ready = True
 
     async def _run(self, fn: Any, *args: Any, **kw: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -61,6 +101,9 @@ class DiskTier:
     async def get(self, key: str) -> Entry | None:
         if self.max_bytes <= 0:
             return None
+        if not self.filter.maybe(key):
+            self.st.misses += 1
+            return None
         entry = await self._run(self._get_blocking, key)
         if entry is None:
             self.st.misses += 1
@@ -79,7 +122,8 @@ class DiskTier:
     async def get_many(self, keys: list[str]) -> dict[str, Entry]:
         if self.max_bytes <= 0 or not keys:
             return {}
-        found: dict[str, Entry] = await self._run(self.get_many_blocking, keys)
+        maybe = [k for k in keys if self.filter.maybe(k)]
+        found: dict[str, Entry] = await self._run(self.get_many_blocking, maybe) if maybe else {}
         self.st.hits += len(found)
         self.st.misses += len(keys) - len(found)
         return found
@@ -88,6 +132,7 @@ class DiskTier:
         if self.max_bytes <= 0:
             return
         data = self.codec.pack(entry.encoded())
+        self.filter.add(key)
         await self._run(self._cache.set, key, data, expire=ttl_s)
         self.st.writes += 1
 
@@ -100,6 +145,8 @@ class DiskTier:
     async def set_many(self, items: list[tuple[str, Entry]], ttl_s: float) -> None:
         if self.max_bytes <= 0 or not items:
             return
+        for key, _ in items:
+            self.filter.add(key)
         await self._run(self.set_many_blocking, items, ttl_s)
         self.st.writes += len(items)
 
@@ -108,6 +155,7 @@ class DiskTier:
 
     async def clear(self) -> int:
         n: int = await self._run(self._cache.clear)
+        self.filter.reset()
         return n
 
     async def resize(self, max_bytes: int) -> None:

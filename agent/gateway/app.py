@@ -162,17 +162,12 @@ class Gateway:
     ) -> Response:
         flight.join()
         try:
-            await proxy.until_done(request, flight.started())
-            if flight.error_exc is not None:
-                flight.leave()
-                return self._error(path, flight.error_exc, flight.model, headers[H_PROFILE])
-            if flight.status != 200:
-                flight.leave()
-                headers[H_CACHE] = BYPASS
-                return proxy.upstream_error(path, flight.status or 502, flight.error_body, headers)
             if stream:
-                return proxy.stream_response(path, flight.stream(include_usage), headers)
-            await proxy.until_done(request, flight.finished())
+                await proxy.until_done(request, flight.started())
+                if flight.error_exc is None and flight.status == 200:
+                    return proxy.stream_response(path, flight.stream(include_usage), headers)
+            else:
+                await proxy.until_done(request, flight.finished())
         except proxy.ClientGone:
             flight.leave()
             log.debug("client left before %s was answered", path)
@@ -180,6 +175,9 @@ class Gateway:
         flight.leave()
         if flight.error_exc is not None:
             return self._error(path, flight.error_exc, flight.model, headers[H_PROFILE])
+        if flight.status != 200:
+            headers[H_CACHE] = BYPASS
+            return proxy.upstream_error(path, flight.status or 502, flight.error_body, headers)
         if not flight.complete:
             message = stream_error(flight.chunks) or "Ollama ended the answer before it was complete"
             return error_response(path, message, 502, headers=headers)

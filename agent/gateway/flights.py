@@ -96,16 +96,17 @@ class Flight:
             if line == b"[DONE]":
                 self.complete = True
                 return False
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            return False
         self.chunks.append(line)
-        if isinstance(doc, dict):
-            if "error" in doc:
-                self.complete = False
-            elif not sse and chunk_is_final(self.api, doc):
-                self.complete = True
+        # Quotes inside JSON strings are escaped, so these byte patterns only match real
+        # keys: only the final chunk and error chunks need parsing.
+        if b'"error"' in line:
+            self.complete = False
+        elif not sse and (b'"done":true' in line or b'"done": true' in line):
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                return True
+            self.complete = isinstance(doc, dict) and chunk_is_final(self.api, doc)
         return True
 
     async def started(self) -> None:
