@@ -43,8 +43,35 @@ def _join(parts: list[str | None]) -> str:
     return "".join(p for p in parts if p)
 
 
-def assemble(api: str, chunks: list[bytes]) -> bytes:
-    docs = [json.loads(c) for c in chunks]
+def whole_to_chunks(api: str, whole: bytes) -> list[bytes]:
+    """A whole answer as stream chunks. Ollama's whole answer is itself a valid final
+    chunk; an OpenAI one becomes a content chunk, a finish chunk and a usage chunk."""
+    if not is_sse(api):
+        return [whole]
+    doc = json.loads(whole)
+    choice = (doc.get("choices") or [{}])[0]
+    base = {k: doc.get(k) for k in ("id", "created", "model", "system_fingerprint")}
+    if api == "v1chat":
+        base["object"] = "chat.completion.chunk"
+        msg = choice.get("message") or {}
+        delta: dict[str, Any] = {"role": "assistant", "content": msg.get("content") or ""}
+        if msg.get("tool_calls"):
+            delta["tool_calls"] = [dict(tc, index=i) for i, tc in enumerate(msg["tool_calls"])]
+        first = dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": None}])
+        last = dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}])
+    else:
+        base["object"] = "text_completion"
+        first = dict(base, choices=[{"text": choice.get("text") or "", "index": 0, "finish_reason": None}])
+        last = dict(base, choices=[{"text": "", "index": 0, "finish_reason": choice.get("finish_reason") or "stop"}])
+    out = [first, last]
+    if doc.get("usage"):
+        out.append(dict(base, choices=[], usage=doc["usage"]))
+    return [json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode() for d in out]
+
+
+def assemble(api: str, chunks: list[bytes], docs: list[dict[str, Any]] | None = None) -> bytes:
+    if docs is None:
+        docs = [json.loads(c) for c in chunks]
     if not docs:
         raise ValueError("no chunks")
     if api == "generate":
@@ -125,11 +152,10 @@ def _assemble_v1chat(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return whole
 
 
-def completion_text(api: str, chunks: list[bytes]) -> str:
+def completion_text(api: str, chunks: list[bytes], docs: list[dict[str, Any]] | None = None) -> str:
     """The generated text of a completion (for typeahead)."""
     out = []
-    for c in chunks:
-        d = json.loads(c)
+    for d in docs if docs is not None else (json.loads(c) for c in chunks):
         if api == "generate":
             out.append(d.get("response") or "")
         else:

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from agent import __version__
 from agent.cache import typeahead
-from agent.cache.answers import assemble, completion_text, is_sse, stream_bytes, synth_completion
+from agent.cache.answers import assemble, completion_text, is_sse, stream_bytes, synth_completion, whole_to_chunks
 from agent.cache.base import Entry
 from agent.cache.keys import API_BY_PATH, COMPLETION_APIS, answer_fields, cacheable, request_key
 from agent.errors import BadRequest, PowergateError, UpstreamBusy, UpstreamError, UpstreamUnavailable
@@ -138,21 +138,31 @@ class Gateway:
                 flight.followers += 1
                 cache.coalesced += 1
         if flight is None:
-            up_body = dict(body, stream=True)
-            if openai:
+            # Upstream in the client's mode: a whole answer costs Ollama and us less to
+            # transfer; either form is stored and replayed in both forms.
+            up_body = dict(body, stream=bool(stream))
+            if openai and stream:
                 up_body["stream_options"] = {"include_usage": True}
             payload = json.dumps(up_body, separators=(",", ":")).encode()
             fwd = proxy.forward_headers(request)
             fwd["content-type"] = "application/json"
             flight = self.rt.flights.start(
-                key, api, decision.model, self.rt.upstreams.pick(), path, payload, fwd, register=not no_read
+                key,
+                api,
+                decision.model,
+                self.rt.upstreams.pick(),
+                path,
+                payload,
+                fwd,
+                register=not no_read,
+                whole=not stream,
             )
             if not no_store:
                 flight.on_complete = lambda f: self._store(f, probe)
         return await self._serve_flight(request, path, flight, stream, include_usage, headers)
 
     def _store(self, flight: Flight, probe: typeahead.Probe | None) -> None:
-        entry = Entry(flight.api, flight.model, list(flight.chunks))
+        entry = Entry(flight.api, flight.model, list(flight.chunks), meta={"form": "whole"} if flight.whole else {})
         self.rt.cache.store(flight.key, entry)
         if probe is not None:
             self.rt.cache.typeahead.add(probe, completion_text(flight.api, entry.chunks), flight.key)
@@ -162,7 +172,7 @@ class Gateway:
     ) -> Response:
         flight.join()
         try:
-            if stream:
+            if stream and not flight.whole:
                 await proxy.until_done(request, flight.started())
                 if flight.error_exc is None and flight.status == 200:
                     return proxy.stream_response(path, flight.stream(include_usage), headers)
@@ -181,6 +191,11 @@ class Gateway:
         if not flight.complete:
             message = stream_error(flight.chunks) or "Ollama ended the answer before it was complete"
             return error_response(path, message, 502, headers=headers)
+        if flight.whole or stream:
+            form = {"form": "whole"} if flight.whole else {}
+            return replay(
+                Entry(flight.api, flight.model, flight.chunks, meta=form), flight.api, stream, include_usage, headers
+            )
         return Response(assemble(flight.api, flight.chunks), media_type="application/json", headers=headers)
 
     async def _forward(
@@ -212,12 +227,16 @@ class Gateway:
 
 def replay(entry: Entry, api: str, stream: bool, include_usage: bool, headers: dict[str, str]) -> Response:
     """A stored answer as the client asked for it: streamed (all chunks at once) or whole."""
+    whole = entry.meta.get("form") == "whole"
     if stream:
         rk = "s1" if include_usage else "s0"
         content = entry._replay.get(rk)
         if content is None:
-            content = entry._replay[rk] = stream_bytes(api, entry.chunks, include_usage)
+            chunks = whole_to_chunks(api, entry.chunks[0]) if whole else entry.chunks
+            content = entry._replay[rk] = stream_bytes(api, chunks, include_usage)
         return Response(content, media_type=SSE if is_sse(api) else NDJSON, headers=headers)
+    if whole:
+        return Response(entry.chunks[0], media_type="application/json", headers=headers)
     content = entry._replay.get("w")
     if content is None:
         content = entry._replay["w"] = assemble(api, entry.chunks)

@@ -23,10 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class Flight:
-    def __init__(self, key: str, api: str, model: str) -> None:
+    def __init__(self, key: str, api: str, model: str, whole: bool = False) -> None:
         self.key = key
         self.api = api
         self.model = model
+        self.whole = whole  # upstream asked for the whole answer (stream=false): chunks = [answer]
         self.chunks: list[bytes] = []
         self.status: int | None = None  # upstream status, once its headers are in
         self.error_body: bytes = b""
@@ -47,6 +48,9 @@ class Flight:
         sse = is_sse(self.api)
         resp: httpx.Response | None = None
         try:
+            if self.whole:
+                await self._run_whole(upstream, path, payload, headers)
+                return
             resp = await upstream.send("POST", path, content=payload, headers=headers, stream=True)
             self.status = resp.status_code
             if resp.status_code != 200:
@@ -85,6 +89,19 @@ class Flight:
                     self.on_complete(self)
                 except Exception:
                     log.exception("storing a finished answer failed")
+
+    async def _run_whole(self, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
+        resp = await upstream.send("POST", path, content=payload, headers=headers)
+        self.status = resp.status_code
+        if resp.status_code != 200:
+            self.error_body = resp.content
+            return
+        body = resp.content.strip()
+        self.chunks.append(body)
+        if is_sse(self.api):
+            self.complete = b'"error"' not in body[:20]
+        else:
+            self.complete = b'"done":true' in body or b'"done": true' in body
 
     def _take(self, line: bytes, sse: bool) -> bool:
         if not line:
@@ -173,9 +190,10 @@ class Flights:
         payload: bytes,
         headers: dict[str, str],
         register: bool = True,
+        whole: bool = False,
     ) -> Flight:
         """Start the upstream call; unregistered flights (no-cache requests) are never joined."""
-        flight = Flight(key, api, model)
+        flight = Flight(key, api, model, whole)
         if register:
             self._by_key[key] = flight
         flight.task = asyncio.ensure_future(self._run(flight, upstream, path, payload, headers))
