@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from agent.config import Settings
+from agent.power.base import PowerSnapshot
+from agent.power.policy import AutoPolicy, Decision
 from agent.profiles import BALANCED, Profile
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,14 @@ class Controller:
         self.history: deque[ProfileChange] = deque(maxlen=HISTORY_LENGTH)
         self.listeners: list[Listener] = []
         self.cache_paused = False
+        self.policy = AutoPolicy()
+        self.power: PowerSnapshot | None = None
+        self.decision: Decision | None = None
         initial = settings.initial_profile
         self.mode = "auto" if initial == "auto" else "manual"
+        # A pinned manual choice stays across power-source changes; an unpinned one
+        # (picking a profile in the tray) lasts until the charger is plugged or pulled.
+        self.pinned = initial != "auto"
         # In auto mode the policy picks the real profile at its first sample; until then
         # balanced is the safe middle.
         name = BALANCED if initial == "auto" else initial
@@ -67,12 +75,15 @@ class Controller:
         self.history.append(change)
         return change
 
-    def set_profile(self, name: str, *, reason: str, source: str, manual: bool = True) -> ProfileChange | None:
+    def set_profile(
+        self, name: str, *, reason: str, source: str, manual: bool = True, pin: bool = False
+    ) -> ProfileChange | None:
         """Switch to a profile. A manual choice also switches the mode to manual."""
         if name not in self.settings.profiles:
             raise UnknownProfile(name, self.profile_names)
         if manual:
             self.mode = "manual"
+            self.pinned = pin
         previous = self.profile.name
         if name == previous and manual:
             return self._record(previous, name, reason, source)
@@ -89,11 +100,26 @@ class Controller:
         return change
 
     def set_mode(self, mode: str, *, source: str) -> None:
+        """auto: follow the policy now; manual: pin the current profile."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; valid: auto, manual")
+        self.pinned = mode == "manual"
         if mode != self.mode:
             self.mode = mode
             self._record(self.profile.name, self.profile.name, f"mode {mode}", source)
+        if mode == "auto" and self.decision is not None:
+            self.set_profile(self.decision.profile, reason=self.decision.reason, source="policy", manual=False)
+
+    def on_snapshot(self, snap: PowerSnapshot) -> Decision:
+        """A new power reading (on the loop thread): let the policy decide in auto mode."""
+        self.power = snap
+        decision = self.decision = self.policy.update(snap)
+        if decision.power_changed and self.mode == "manual" and not self.pinned:
+            self.mode = "auto"
+            self._record(self.profile.name, self.profile.name, f"power source changed ({decision.reason}): back to auto", "policy")
+        if self.mode == "auto":
+            self.set_profile(decision.profile, reason=decision.reason, source="policy", manual=False)
+        return decision
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -101,6 +127,8 @@ class Controller:
             "mode": self.mode,
             "profiles": self.profile_names,
             "settings": self.profile.as_dict(),
+            "pinned": self.pinned,
             "cache_paused": self.cache_paused,
+            "power": self.power.as_dict() if self.power else None,
             "history": [asdict(c) for c in list(self.history)[-50:]],
         }

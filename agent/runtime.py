@@ -8,15 +8,20 @@ import time
 from typing import Any
 
 from agent.cache.codec import KEY_FILE_NAME, make_codec
-from agent.cache.layered import LayeredCache
+from agent.cache.layered import MB, LayeredCache
 from agent.config import Settings
 from agent.control import Controller, ProfileChange
 from agent.gateway.flights import Flights
 from agent.gateway.upstream import UpstreamPool
 from agent.platform import paths
-from agent.profiles import Profile
+from agent.power.base import PowerSnapshot
+from agent.profiles import TIERS, Profile
+from agent.routing import tier_of
 
 log = logging.getLogger(__name__)
+
+PRESSURE_MEMORY_MB = 16  # memory tier size while the machine is short of RAM
+RUNNER_KEYS = ("num_ctx", "num_thread", "num_batch")  # options whose change makes Ollama reload
 
 
 class Runtime:
@@ -30,22 +35,96 @@ class Runtime:
         self.embed_pending: dict[str, asyncio.Future[Any]] = {}
         key_dir = settings.config_file.parent if settings.config_file else paths.config_dir()
         codec = make_codec(settings.cache.encrypt, key_dir / KEY_FILE_NAME)
-        self.cache = LayeredCache.for_profile(
-            self.controller.profile, settings.data_dir, codec, settings.cache.redis_url
-        )
+        self.cache = LayeredCache.for_profile(self.controller.profile, settings.data_dir, codec, settings.cache.redis_url)
         self.controller.listeners.append(self._on_profile)
         self.started_at = time.time()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.monitor: Any = None  # PowerMonitor, set by the server once the loop runs
+        self.memory_pressure = False
+        # runner options each model last got from its clients, to count reloads we avoided
+        self._client_runner: dict[str, tuple[Any, ...]] = {}
+        self.reloads_avoided = 0
+        self.unloads = 0
+        self.capped = 0
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # ------------------------------------------------------------ profile and power
     def _on_profile(self, profile: Profile, change: ProfileChange) -> None:
-        # Requests in flight keep the profile they started with; the cache is resized now.
-        self.spawn(self.cache.apply_profile(profile))
+        # Requests in flight keep the profile they started with; caches resize now.
+        self.spawn(self._apply_profile(profile))
+        if self.monitor is not None:
+            self.monitor.set_interval(profile.interval_s)
 
+    async def _apply_profile(self, profile: Profile) -> None:
+        await self.cache.apply_profile(profile)
+        if self.memory_pressure:
+            await self.cache.memory.resize(min(self.cache.memory.max_bytes, PRESSURE_MEMORY_MB * MB))
+        if profile.enforce_cap:
+            await self.unload_above(profile.cap, keep=set())
+
+    def on_snapshot(self, snap: PowerSnapshot) -> None:
+        decision = self.controller.on_snapshot(snap)
+        if decision.memory_pressure != self.memory_pressure:
+            self.memory_pressure = decision.memory_pressure
+            if self.memory_pressure:
+                log.warning("RAM is short (%.0f MB available): shrinking the memory cache and unloading idle models", snap.ram_available_mb)
+                self.spawn(self._relieve_memory())
+            else:
+                log.info("RAM is fine again (%.0f MB available)", snap.ram_available_mb)
+                self.spawn(self.cache.apply_profile(self.controller.profile))
+
+    async def _relieve_memory(self) -> None:
+        await self.cache.memory.resize(min(self.cache.memory.max_bytes, PRESSURE_MEMORY_MB * MB))
+        p = self.controller.profile
+        keep = {self.settings.models.for_tier(p.autocomplete)}
+        await self.unload_above("small", keep=keep)
+
+    async def unload_above(self, cap: str, keep: set[str]) -> list[str]:
+        """Unload every loaded model whose tier is above `cap` (unknown models are left alone)."""
+        done = []
+        for up in self.upstreams.upstreams:
+            for model in await up.loaded_models():
+                tier = tier_of(model, self.settings.models)
+                if model in keep or tier is None or TIERS.index(tier) <= TIERS.index(cap):
+                    continue
+                if await up.unload(model):
+                    self.unloads += 1
+                    done.append(model)
+                    log.info("asked Ollama at %s to unload %s (above %s)", up.url, model, cap)
+        return done
+
+    # ------------------------------------------------------------ runner options
+    def normalise_runner(self, body: dict[str, Any], profile: Profile, kind: str) -> None:
+        """Send the profile's keep_alive, num_ctx and num_thread, whatever each client asked,
+        so that Ollama loads each model once instead of reloading it per client."""
+        model = body["model"]
+        if body.get("keep_alive") not in (0, "0", "0s", "0m"):  # an explicit unload is honoured
+            body["keep_alive"] = profile.keep_alive
+        raw_opts = body.get("options")
+        opts = dict(raw_opts) if isinstance(raw_opts, dict) else {}
+        asked = tuple(opts.get(k) for k in RUNNER_KEYS)
+        before = self._client_runner.get(model)
+        if before is not None and before != asked:
+            self.reloads_avoided += 1
+        self._client_runner[model] = asked
+        if kind not in ("embed", "embeddings"):
+            opts["num_ctx"] = profile.num_ctx
+        threads = profile.resolved_num_thread()
+        if threads is None:
+            opts.pop("num_thread", None)
+        else:
+            opts["num_thread"] = threads
+        opts.pop("num_batch", None)
+        body["options"] = opts
+
+    def routing_stats(self) -> dict[str, Any]:
+        return {"reloads_avoided": self.reloads_avoided, "unloads": self.unloads, "capped": self.capped}
+
+    # ------------------------------------------------------------ life cycle
     async def start(self) -> None:
         for health, up in zip(await self.upstreams.check_all(), self.upstreams.upstreams, strict=True):
             if health.reachable:
@@ -60,9 +139,7 @@ class Runtime:
             if await self.cache.redis.ping():
                 log.info("redis cache tier %s connected", self.settings.cache.redis_url)
             else:
-                log.warning(
-                    "redis at %s is not reachable: caching in memory and on disk only", self.settings.cache.redis_url
-                )
+                log.warning("redis at %s is not reachable: caching in memory and on disk only", self.settings.cache.redis_url)
 
     async def aclose(self) -> None:
         await self.cache.aclose()

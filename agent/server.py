@@ -15,6 +15,8 @@ import uvicorn
 from agent.config import Settings
 from agent.errors import PowergateError
 from agent.gateway.app import build_app
+from agent.power.file_source import make_source
+from agent.power.monitor import PowerMonitor
 from agent.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,15 @@ class AgentServer:
     async def _serve(self) -> None:
         self.runtime = Runtime(self.settings)
         await self.runtime.start()
+        loop = asyncio.get_running_loop()
+        runtime = self.runtime
+        monitor = PowerMonitor(
+            make_source(self.settings.power.source),
+            runtime.controller.profile.interval_s,
+            lambda snap: loop.call_soon_threadsafe(runtime.on_snapshot, snap),
+        )
+        runtime.monitor = monitor
+        monitor.start()
         app = build_app(self.runtime)
         config = uvicorn.Config(
             app,
@@ -110,6 +121,7 @@ class AgentServer:
         try:
             await serve
         finally:
+            monitor.stop()
             await self.runtime.aclose()
 
     def start(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -75,9 +76,16 @@ def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
         config: str = "",
         profile: str | None = None,
         data_dir: Path | None = None,
+        power: dict[str, Any] | None = None,
         **kw: Any,
     ) -> Gateway:
         cfg = tmp_path / f"config{len(started)}.toml"
+        if "[power]" not in config:
+            # A scripted power source, so tests do not depend on this machine's battery:
+            # on battery at 80% -> balanced in auto mode.
+            pfile = tmp_path / f"power{len(started)}.json"
+            pfile.write_text(json.dumps(power or {"plugged": False, "percent": 80, "cpu_percent": 5, "ram_available_mb": 8000}))
+            config += f'\n[power]\nsource = "file:{pfile.as_posix()}"\n'
         cfg.write_text(config)
         ups = [upstream] if isinstance(upstream, str) else upstream
         settings = load_settings(

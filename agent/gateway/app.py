@@ -90,8 +90,10 @@ class Gateway:
         openai = path.startswith("/v1/")
         decision = route(requested, kind, body, profile, self.rt.settings.models)
         body["model"] = decision.model
-        if not openai and "keep_alive" not in body:
-            body["keep_alive"] = profile.keep_alive
+        if decision.reason == "cap":
+            self.rt.capped += 1
+        if not openai:
+            self.rt.normalise_runner(body, profile, kind)
         cc = request.headers.get("cache-control", "").lower()
         no_read, no_store = "no-cache" in cc, "no-store" in cc
         if kind in ("embed", "embeddings"):

@@ -65,24 +65,23 @@ def control_routes(rt: Runtime) -> list[Route]:
             body = parse_json_object(await request.body())
             name = body.get("profile")
             mode = body.get("mode")
+            source = str(body.get("source") or "api")
             if name is None and mode is None:
-                raise BadRequest('expected {"profile": NAME} or {"mode": "auto"}')
+                raise BadRequest('expected {"profile": NAME}, {"mode": "auto"} or {"mode": "manual"}')
             if name == "auto":
                 name, mode = None, "auto"
+            if mode is not None and mode not in ("auto", "manual"):
+                raise BadRequest(f"unknown mode {mode!r}; valid: auto, manual", param="mode")
             if name is not None:
                 if not isinstance(name, str):
                     raise BadRequest("'profile' must be a string", param="profile")
+                if mode == "auto":
+                    raise BadRequest("choose a profile or auto mode, not both", param="mode")
                 rt.controller.set_profile(
-                    name,
-                    reason=str(body.get("reason") or "chosen by the user"),
-                    source=str(body.get("source") or "api"),
+                    name, reason=str(body.get("reason") or f"chosen by the user ({source})"), source=source, pin=mode == "manual"
                 )
-                if mode == "manual" or mode is None:
-                    pass
-            if mode is not None:
-                if mode not in ("auto", "manual"):
-                    raise BadRequest(f"unknown mode {mode!r}; valid: auto, manual", param="mode")
-                rt.controller.set_mode(mode, source=str(body.get("source") or "api"))
+            elif mode is not None:
+                rt.controller.set_mode(mode, source=source)
         except UnknownProfile as exc:
             return error_response(request.url.path, str(exc), 400, headers=hdrs())
         except BadRequest as exc:
@@ -110,7 +109,11 @@ async def status_document(rt: Runtime) -> dict[str, Any]:
         "uptime_s": round(time.time() - rt.started_at, 1),
         "profile": c.profile.name,
         "mode": c.mode,
+        "pinned": c.pinned,
         "profiles": c.profile_names,
+        "power": c.power.as_dict() if c.power else None,
+        "policy": {"memory_pressure": c.policy.memory_pressure, "cpu_busy": c.policy.cpu_busy, "battery_low": c.policy.saver},
+        "routing": rt.routing_stats(),
         "profile_settings": c.profile.as_dict(),
         "history": c.describe()["history"],
         "upstreams": [u.describe() for u in rt.upstreams.upstreams],

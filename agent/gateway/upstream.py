@@ -134,6 +134,23 @@ class Upstream:
             self._mark(False, msg)
         return self.health
 
+    async def loaded_models(self) -> list[str]:
+        """What Ollama has in memory now (GET /api/ps)."""
+        try:
+            r = await self.client.get("/api/ps", timeout=HEALTH_TIMEOUT)
+            r.raise_for_status()
+            return [str(m.get("model") or m.get("name")) for m in r.json().get("models", [])]
+        except (httpx.HTTPError, ValueError):
+            return []
+
+    async def unload(self, model: str) -> bool:
+        """Ask Ollama to let a model go now (empty generate with keep_alive 0)."""
+        try:
+            r = await self.client.post("/api/generate", json={"model": model, "keep_alive": 0}, timeout=HEALTH_TIMEOUT * 5)
+            return r.status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def describe(self) -> dict[str, Any]:
         return {
             "url": self.url,
