@@ -116,7 +116,12 @@ class Controller:
         decision = self.decision = self.policy.update(snap)
         if decision.power_changed and self.mode == "manual" and not self.pinned:
             self.mode = "auto"
-            self._record(self.profile.name, self.profile.name, f"power source changed ({decision.reason}): back to auto", "policy")
+            self._record(
+                self.profile.name,
+                self.profile.name,
+                f"power source changed ({decision.reason}): back to auto",
+                "policy",
+            )
         if self.mode == "auto":
             self.set_profile(decision.profile, reason=decision.reason, source="policy", manual=False)
         return decision

@@ -35,7 +35,9 @@ class Runtime:
         self.embed_pending: dict[str, asyncio.Future[Any]] = {}
         key_dir = settings.config_file.parent if settings.config_file else paths.config_dir()
         codec = make_codec(settings.cache.encrypt, key_dir / KEY_FILE_NAME)
-        self.cache = LayeredCache.for_profile(self.controller.profile, settings.data_dir, codec, settings.cache.redis_url)
+        self.cache = LayeredCache.for_profile(
+            self.controller.profile, settings.data_dir, codec, settings.cache.redis_url
+        )
         self.controller.listeners.append(self._on_profile)
         self.started_at = time.time()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -71,7 +73,10 @@ class Runtime:
         if decision.memory_pressure != self.memory_pressure:
             self.memory_pressure = decision.memory_pressure
             if self.memory_pressure:
-                log.warning("RAM is short (%.0f MB available): shrinking the memory cache and unloading idle models", snap.ram_available_mb)
+                log.warning(
+                    "RAM is short (%.0f MB available): shrinking the memory cache and unloading idle models",
+                    snap.ram_available_mb,
+                )
                 self.spawn(self._relieve_memory())
             else:
                 log.info("RAM is fine again (%.0f MB available)", snap.ram_available_mb)
@@ -139,7 +144,9 @@ class Runtime:
             if await self.cache.redis.ping():
                 log.info("redis cache tier %s connected", self.settings.cache.redis_url)
             else:
-                log.warning("redis at %s is not reachable: caching in memory and on disk only", self.settings.cache.redis_url)
+                log.warning(
+                    "redis at %s is not reachable: caching in memory and on disk only", self.settings.cache.redis_url
+                )
 
     async def aclose(self) -> None:
         await self.cache.aclose()

@@ -84,7 +84,9 @@ def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
             # A scripted power source, so tests do not depend on this machine's battery:
             # on battery at 80% -> balanced in auto mode.
             pfile = tmp_path / f"power{len(started)}.json"
-            pfile.write_text(json.dumps(power or {"plugged": False, "percent": 80, "cpu_percent": 5, "ram_available_mb": 8000}))
+            pfile.write_text(
+                json.dumps(power or {"plugged": False, "percent": 80, "cpu_percent": 5, "ram_available_mb": 8000})
+            )
             config += f'\n[power]\nsource = "file:{pfile.as_posix()}"\n'
         cfg.write_text(config)
         ups = [upstream] if isinstance(upstream, str) else upstream

@@ -25,7 +25,11 @@ def agent_proc(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'[power]\nsource = "file:{power.as_posix()}"\n')
     env = dict(
-        os.environ, POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=down, POWERGATE_DATA_DIR=str(tmp_path / "d"), POWERGATE_CONFIG=str(cfg)
+        os.environ,
+        POWERGATE_PORT=str(port),
+        POWERGATE_UPSTREAM=down,
+        POWERGATE_DATA_DIR=str(tmp_path / "d"),
+        POWERGATE_CONFIG=str(cfg),
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--no-tray"],

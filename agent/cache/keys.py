@@ -16,7 +16,18 @@ from typing import Any
 # num_ctx is normalised to the profile's value (see Runtime.normalise_runner) and left out
 # too, so that a profile switch does not empty the cache for concrete model names.
 RUNNER_ONLY_OPTIONS = frozenset(
-    {"num_thread", "num_gpu", "main_gpu", "use_mmap", "use_mlock", "num_batch", "low_vram", "numa", "vocab_only", "num_ctx"}
+    {
+        "num_thread",
+        "num_gpu",
+        "main_gpu",
+        "use_mmap",
+        "use_mlock",
+        "num_batch",
+        "low_vram",
+        "numa",
+        "vocab_only",
+        "num_ctx",
+    }
 )
 # Request fields that never change the answer.
 TRANSPORT_FIELDS = frozenset({"model", "stream", "keep_alive", "stream_options", "user", "n"})

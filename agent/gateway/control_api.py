@@ -78,7 +78,10 @@ def control_routes(rt: Runtime) -> list[Route]:
                 if mode == "auto":
                     raise BadRequest("choose a profile or auto mode, not both", param="mode")
                 rt.controller.set_profile(
-                    name, reason=str(body.get("reason") or f"chosen by the user ({source})"), source=source, pin=mode == "manual"
+                    name,
+                    reason=str(body.get("reason") or f"chosen by the user ({source})"),
+                    source=source,
+                    pin=mode == "manual",
                 )
             elif mode is not None:
                 rt.controller.set_mode(mode, source=source)
@@ -112,7 +115,11 @@ async def status_document(rt: Runtime) -> dict[str, Any]:
         "pinned": c.pinned,
         "profiles": c.profile_names,
         "power": c.power.as_dict() if c.power else None,
-        "policy": {"memory_pressure": c.policy.memory_pressure, "cpu_busy": c.policy.cpu_busy, "battery_low": c.policy.saver},
+        "policy": {
+            "memory_pressure": c.policy.memory_pressure,
+            "cpu_busy": c.policy.cpu_busy,
+            "battery_low": c.policy.saver,
+        },
         "routing": rt.routing_stats(),
         "profile_settings": c.profile.as_dict(),
         "history": c.describe()["history"],

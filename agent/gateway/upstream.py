@@ -146,7 +146,9 @@ class Upstream:
     async def unload(self, model: str) -> bool:
         """Ask Ollama to let a model go now (empty generate with keep_alive 0)."""
         try:
-            r = await self.client.post("/api/generate", json={"model": model, "keep_alive": 0}, timeout=HEALTH_TIMEOUT * 5)
+            r = await self.client.post(
+                "/api/generate", json={"model": model, "keep_alive": 0}, timeout=HEALTH_TIMEOUT * 5
+            )
             return r.status_code == 200
         except httpx.HTTPError:
             return False

@@ -88,7 +88,10 @@ class AutoPolicy:
         if snap.battery_saver:
             profile, reason = BATTERY_SAVER, "OS battery saver is on"
         elif self.saver:
-            profile, reason = BATTERY_SAVER, f"battery at {snap.percent:.0f}% (saver below {c.saver_enter:.0f}%, until {c.saver_leave:.0f}%)"
+            profile, reason = (
+                BATTERY_SAVER,
+                f"battery at {snap.percent:.0f}% (saver below {c.saver_enter:.0f}%, until {c.saver_leave:.0f}%)",
+            )
         elif snap.plugged:
             if self.cpu_busy:
                 profile, reason = BALANCED, f"on AC, CPU above {c.cpu_high:.0f}% for {c.cpu_dwell_s:.0f} s"
