@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 CLIENT_TIMEOUT = 5.0  # seconds for CLI calls to the running agent
+MAIN_WAIT_WINDOWS = 5.0  # seconds; how often the idle main thread looks for Ctrl+C on Windows
 
 log = logging.getLogger("powergate")
 
@@ -161,17 +161,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         url,
     )
 
-    stop = threading.Event()
-
     def _stop(*_: object) -> None:
-        stop.set()
+        server.request_stop()
 
     for sig in ("SIGTERM", "SIGBREAK", "SIGHUP"):
         if hasattr(signal, sig):
             signal.signal(getattr(signal, sig), _stop)
+    # POSIX: the wait is interrupted by signals, so it can block until the server stops
+    # (no wake-ups at all). Windows: a blocking wait cannot see Ctrl+C, so wake rarely.
+    wait_s = MAIN_WAIT_WINDOWS if sys.platform == "win32" else None
     try:
-        while not stop.is_set() and not server.stopped.is_set():
-            stop.wait(1.0)
+        while not server.stopped.wait(wait_s):
+            pass
     except KeyboardInterrupt:
         pass
     log.info("stopping")
@@ -183,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _fmt_status(s: dict[str, Any]) -> str:
     lines = [
         f"powergate {s['version']} on {s['listen']} (up {s['uptime_s']:.0f} s)",
-        f"profile: {s['profile']} ({s['mode']})",
+        f"profile: {s['profile']} ({s['mode']}{', pinned' if s.get('pinned') and s['mode'] == 'manual' else ''})",
     ]
     for u in s.get("upstreams", []):
         state = {True: "reachable", False: "NOT reachable", None: "not checked yet"}[u["reachable"]]
@@ -198,7 +199,21 @@ def _fmt_status(s: dict[str, Any]) -> str:
             )
     power = s.get("power")
     if power:
-        lines.append(f"power: {power}")
+        batt = f"battery {power['percent']:.0f}%" if power.get("percent") is not None else "no battery"
+        src = "on AC" if power.get("plugged") else "on battery"
+        saver = ", OS battery saver on" if power.get("battery_saver") else ""
+        lines.append(
+            f"power: {src}, {batt}{saver}, CPU {power['cpu_percent']:.0f}%, RAM available {power['ram_available_mb']:.0f} MB"
+        )
+    routing = s.get("routing")
+    if routing:
+        lines.append(
+            f"model reloads avoided {routing['reloads_avoided']}, requests capped {routing['capped']}, models unloaded {routing['unloads']}"
+        )
+    hist = [h for h in s.get("history", []) if h.get("previous") != h.get("profile")]
+    if hist:
+        h = hist[-1]
+        lines.append(f"last switch: {h.get('previous') or '-'} -> {h['profile']} ({h['reason']})")
     return "\n".join(lines)
 
 

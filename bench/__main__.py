@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cache, harness, overhead
+from bench import cache, harness, idle, overhead
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("overhead", "memory", "disk", "typeahead", "reindex")
+ALL = ("overhead", "memory", "disk", "typeahead", "reindex", "idle")
 
 
 def _row(name: str, d: dict[str, Any], g: dict[str, Any], key: str = "p50_ms") -> str:
@@ -73,6 +73,14 @@ def main() -> None:
         print(
             f"{'embedding re-index, 2nd pass':<34} direct {r['direct_s']:.2f} s   powergate {r['powergate_second_pass_s']:.3f} s   x{r['speedup_second_pass']} ({r['chunks']} chunks, realistic sim)"
         )
+    if "idle" in want:
+        with harness.sim_ollama() as sim:
+            rows = out["idle"] = idle.run(sim.url, 10 if args.quick else 60)
+        for r in rows:
+            print(
+                f"{'idle ' + r['profile']:<34} CPU {r['cpu_percent_of_one_core']:.3f}% of a core   "
+                f"{r['wakeups_per_minute']:.0f} wake-ups/min   RSS {r['rss_mb']:.1f} MB   over {r['seconds']:.0f} s"
+            )
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("quick.json" if args.quick else "latest.json")
     path.write_text(json.dumps(out, indent=2))
