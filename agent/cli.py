@@ -147,13 +147,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings.data_dir,
         logfile,
     )
+    from agent.platform.single_instance import AlreadyRunning, SingleInstance
+
+    url = agent_url(settings)
+    instance = SingleInstance()
+    try:
+        instance.acquire(url)
+    except AlreadyRunning as exc:
+        _err(str(exc))
+        return EXIT_FAIL
     server = AgentServer(settings)
     try:
         server.start()
     except PowergateError as exc:
+        instance.release()
         _err(f"powergate: {exc}")
         return EXIT_FAIL
-    url = agent_url(settings)
     log.info(
         "listening on %s -> %s; point your editor's Ollama URL at %s",
         url,
@@ -163,20 +172,34 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def _stop(*_: object) -> None:
         server.request_stop()
+        if tray is not None:
+            tray.quit()
+
+    from agent.desktop import start_tray, wire_notifications
+    from agent.tray.notify import Notifier
+
+    tray = None if args.no_tray else start_tray(server, url, settings.server.control_token)
+    notifier = Notifier(settings.notifications.enabled and not args.no_tray, icon=lambda: tray.icon if tray else None)
+    wire_notifications(server, notifier, url)
 
     for sig in ("SIGTERM", "SIGBREAK", "SIGHUP"):
         if hasattr(signal, sig):
             signal.signal(getattr(signal, sig), _stop)
-    # POSIX: the wait is interrupted by signals, so it can block until the server stops
-    # (no wake-ups at all). Windows: a blocking wait cannot see Ctrl+C, so wake rarely.
-    wait_s = MAIN_WAIT_WINDOWS if sys.platform == "win32" else None
     try:
-        while not server.stopped.wait(wait_s):
-            pass
+        if tray is not None:
+            tray.run()  # the main thread belongs to the tray until Quit
+        else:
+            # POSIX: the wait is interrupted by signals, so it can block until the server
+            # stops (no wake-ups at all). Windows: a blocking wait cannot see Ctrl+C.
+            wait_s = MAIN_WAIT_WINDOWS if sys.platform == "win32" else None
+            while not server.stopped.wait(wait_s):
+                pass
     except KeyboardInterrupt:
         pass
+    notifier.close()
     log.info("stopping")
     server.stop()
+    instance.release()
     log.info("stopped")
     return EXIT_OK
 
@@ -273,16 +296,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_autostart(args: argparse.Namespace) -> int:
     from agent.autostart import autostart_for_platform
+    from agent.autostart.base import DISABLED_BY_USER
 
     entry = autostart_for_platform()
     if args.action == "enable":
-        entry.enable()
-        _out(f"start at login enabled ({entry.describe()})")
+        st = entry.enable()
     elif args.action == "disable":
-        entry.disable()
-        _out("start at login disabled")
+        st = entry.disable()
     else:
-        _out(entry.status_text())
+        st = entry.status()
+    _out(f"start at login: {st.state} ({st.detail})")
+    if args.action == "enable" and st.state == DISABLED_BY_USER:
+        return EXIT_FAIL  # the user's own switch in the OS wins; we say so instead of overriding it
     return EXIT_OK
 
 

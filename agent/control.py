@@ -110,6 +110,17 @@ class Controller:
         if mode == "auto" and self.decision is not None:
             self.set_profile(self.decision.profile, reason=self.decision.reason, source="policy", manual=False)
 
+    def set_cache_paused(self, paused: bool, *, source: str) -> None:
+        if paused != self.cache_paused:
+            self.cache_paused = paused
+            log.info("cache %s (%s)", "paused" if paused else "resumed", source)
+            change = self._record(self.profile.name, self.profile.name, "cache paused" if paused else "cache resumed", source)
+            for listener in list(self.listeners):
+                try:
+                    listener(self.profile, change)
+                except Exception:
+                    log.exception("listener failed")
+
     def on_snapshot(self, snap: PowerSnapshot) -> Decision:
         """A new power reading (on the loop thread): let the policy decide in auto mode."""
         self.power = snap

@@ -42,6 +42,7 @@ class Runtime:
         self.started_at = time.time()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.monitor: Any = None  # PowerMonitor, set by the server once the loop runs
+        self.snapshot_listeners: list[Any] = []
         self.memory_pressure = False
         # runner options each model last got from its clients, to count reloads we avoided
         self._client_runner: dict[str, tuple[Any, ...]] = {}
@@ -70,6 +71,11 @@ class Runtime:
 
     def on_snapshot(self, snap: PowerSnapshot) -> None:
         decision = self.controller.on_snapshot(snap)
+        # Ollama's health is checked at the sampling rate the profile allows, so the tray
+        # badge and notifications follow Ollama going away or coming back.
+        self.spawn(self.upstreams.check_all())
+        for listener in list(self.snapshot_listeners):
+            listener(snap)
         if decision.memory_pressure != self.memory_pressure:
             self.memory_pressure = decision.memory_pressure
             if self.memory_pressure:
@@ -125,6 +131,25 @@ class Runtime:
             opts["num_thread"] = threads
         opts.pop("num_batch", None)
         body["options"] = opts
+
+    def tray_state(self) -> dict[str, Any]:
+        """What the tray shows; read from the tray's thread (plain values only)."""
+        c = self.controller
+        power = c.power
+        mem = self.cache.memory.st
+        disk_hits = self.cache.disk.st.hits if self.cache.disk else 0
+        redis_hits = self.cache.redis.st.hits if self.cache.redis else 0
+        return {
+            "profile": c.profile.name,
+            "mode": c.mode,
+            "profiles": c.profile_names,
+            "cache_paused": c.cache_paused,
+            "upstream_down": any(u.health.reachable is False for u in self.upstreams.upstreams),
+            "battery_percent": power.percent if power else None,
+            "plugged": power.plugged if power else None,
+            "hits": mem.hits + disk_hits + redis_hits + self.cache.typeahead.hits,
+            "lookups": mem.hits + mem.misses,
+        }
 
     def routing_stats(self) -> dict[str, Any]:
         return {"reloads_avoided": self.reloads_avoided, "unloads": self.unloads, "capped": self.capped}

@@ -83,7 +83,10 @@ def main() -> None:
             )
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("quick.json" if args.quick else "latest.json")
-    path.write_text(json.dumps(out, indent=2))
+    # A partial run (--only) updates its own sections and keeps the others.
+    merged: dict[str, Any] = json.loads(path.read_text()) if path.exists() and args.only else {}
+    merged.update(out)
+    path.write_text(json.dumps(merged, indent=2))
     print(f"results: {path}")
 
 

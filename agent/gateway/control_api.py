@@ -95,7 +95,20 @@ def control_routes(rt: Runtime) -> list[Route]:
         cleared = await rt.cache.clear()
         return json_response({"cleared": cleared}, headers=hdrs())
 
+    async def cache_state(request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                body = parse_json_object(await request.body())
+                paused = body.get("paused")
+                if not isinstance(paused, bool):
+                    raise BadRequest("expected {\"paused\": true|false}", param="paused")
+            except BadRequest as exc:
+                return error_response(request.url.path, str(exc), 400, headers=hdrs())
+            rt.controller.set_cache_paused(paused, source=str(body.get("source") or "api"))
+        return json_response({"paused": rt.controller.cache_paused, **(await rt.cache.describe())}, headers=hdrs())
+
     return [
+        Route("/agent/cache", guarded(cache_state), methods=["GET", "PUT"]),
         Route("/agent/cache/clear", guarded(cache_clear), methods=["POST"]),
         Route("/agent/status", guarded(status), methods=["GET"]),
         Route("/agent/profile", guarded(get_profile), methods=["GET"]),

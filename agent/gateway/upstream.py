@@ -69,6 +69,7 @@ class Upstream:
         self.settings = settings
         self.url = settings.url
         self.health = UpstreamHealth()
+        self.listeners: list[Any] = []  # called with (upstream, reachable) when that changes
         self.client = httpx.AsyncClient(
             base_url=self.url,
             timeout=httpx.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT, write=WRITE_TIMEOUT, pool=None),
@@ -89,6 +90,11 @@ class Upstream:
                 log.info("upstream %s is reachable", self.url)
             else:
                 log.warning("upstream %s is not reachable: %s", self.url, error)
+            for listener in list(self.listeners):
+                try:
+                    listener(self, ok)
+                except Exception:  # the tray or a notifier must not break a request
+                    log.exception("upstream listener failed")
 
     def translate(self, exc: httpx.HTTPError) -> UpstreamError:
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
