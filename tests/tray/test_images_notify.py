@@ -13,7 +13,7 @@ def dominant(img: Image.Image) -> tuple[int, int, int]:
     rgba = img.convert("RGBA")
     raw = rgba.tobytes()
     pixels = [tuple(raw[i : i + 4]) for i in range(0, len(raw), 4)]
-    px = [p[:3] for p in pixels if p[3] > 200 and p[:3] != (255, 255, 255)]
+    px = [p[:3] for p in pixels if p[3] > 200 and min(p[:3]) < 200]  # not the white ring or glyph
     return max(set(px), key=px.count)
 
 
