@@ -114,7 +114,9 @@ class Controller:
         if paused != self.cache_paused:
             self.cache_paused = paused
             log.info("cache %s (%s)", "paused" if paused else "resumed", source)
-            change = self._record(self.profile.name, self.profile.name, "cache paused" if paused else "cache resumed", source)
+            change = self._record(
+                self.profile.name, self.profile.name, "cache paused" if paused else "cache resumed", source
+            )
             for listener in list(self.listeners):
                 try:
                     listener(self.profile, change)

@@ -30,13 +30,17 @@ def wire_notifications(server: AgentServer, notifier: Notifier, url: str) -> Non
 
     def on_profile(profile: Profile, change: ProfileChange) -> None:
         if change.previous != change.profile and change.source != "start":
-            notifier.notify("profile", "powergate", f"{_sentence(change.reason)} — switched to {profile_label(profile.name)}")
+            notifier.notify(
+                "profile", "powergate", f"{_sentence(change.reason)} — switched to {profile_label(profile.name)}"
+            )
 
     def on_upstream(upstream: Any, ok: bool) -> None:
         if ok:
             notifier.notify("upstream-up", "powergate", f"Ollama is back at {upstream.url}")
         else:
-            notifier.notify("upstream-down", "powergate", f"Ollama is not reachable at {upstream.url}; serving cached answers")
+            notifier.notify(
+                "upstream-down", "powergate", f"Ollama is not reachable at {upstream.url}; serving cached answers"
+            )
 
     server.call(rt.controller.listeners.append, on_profile)
     for up in rt.upstreams.upstreams:

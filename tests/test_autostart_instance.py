@@ -61,7 +61,10 @@ def test_windows_run_key_and_task_manager_switch() -> None:
     w = WindowsAutostart(reg, cmd)
     assert w.status().state == DISABLED
     assert w.enable().state == ENABLED
-    assert reg.values[(RUN_KEY, VALUE_NAME)] == r"C:\Users\me\AppData\Local\Programs\powergate\venv\Scripts\pythonw.exe -m agent run"
+    assert (
+        reg.values[(RUN_KEY, VALUE_NAME)]
+        == r"C:\Users\me\AppData\Local\Programs\powergate\venv\Scripts\pythonw.exe -m agent run"
+    )
     reg.values[(APPROVED_KEY, VALUE_NAME)] = bytes([3]) + bytes(11)  # the user switched it off in Task Manager
     st = w.status()
     assert st.state == DISABLED_BY_USER and "Task Manager" in st.detail
@@ -94,15 +97,30 @@ def test_windows_mutex_logic_with_injected_calls() -> None:
     assert first.acquire()
     second = WindowsMutex("Local\\powergate-x", create, lambda: last[0], closed.append)
     assert not second.acquire() and closed == [42]
-    si = SingleInstance(Path("/tmp/nowhere-pg"), windows=True, mutex=WindowsMutex("Local\\powergate-x", create, lambda: last[0], closed.append))
+    si = SingleInstance(
+        Path("/tmp/nowhere-pg"),
+        windows=True,
+        mutex=WindowsMutex("Local\\powergate-x", create, lambda: last[0], closed.append),
+    )
     with pytest.raises(AlreadyRunning):
         si.acquire("http://127.0.0.1:11435")
 
 
 def _start(tmp_path: Path, port: int) -> subprocess.Popen[str]:
-    env = dict(os.environ, POWERGATE_DATA_DIR=str(tmp_path / "d"), POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=f"http://127.0.0.1:{free_port()}")
-    return subprocess.Popen([sys.executable, "-m", "agent", "run", "--no-tray"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(
+        os.environ,
+        POWERGATE_DATA_DIR=str(tmp_path / "d"),
+        POWERGATE_PORT=str(port),
+        POWERGATE_UPSTREAM=f"http://127.0.0.1:{free_port()}",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--no-tray"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="kill -9 is POSIX")

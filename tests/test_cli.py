@@ -122,3 +122,17 @@ def test_help_is_readable() -> None:
     assert r.returncode == 0
     for cmd in ("run", "status", "profile", "autostart", "cache", "doctor", "config"):
         assert cmd in r.stdout
+
+
+def test_doctor_lists_missing_models_and_prints_editor_config(sim: SimServer, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[models]\nlarge = "deepseek-coder-v2:16b"\n')
+    r = run_cli("doctor", "--config", str(cfg), env={"POWERGATE_UPSTREAM": sim.url, "POWERGATE_PORT": str(free_port())})
+    assert r.returncode == 1
+    assert "missing model deepseek-coder-v2:16b: run `ollama pull deepseek-coder-v2:16b`" in r.stdout
+    assert "qwen2.5-coder:1.5b" not in [
+        line.split()[-1] for line in r.stdout.splitlines() if line.strip().startswith("missing")
+    ]
+    assert "provider: ollama" in r.stdout and "twinny.ollamaApiPort" in r.stdout and f"Ollama {'0.12.6'}" in r.stdout
+    r2 = run_cli("doctor", env={"POWERGATE_UPSTREAM": closed_port_url(), "POWERGATE_PORT": str(free_port())})
+    assert r2.returncode == 1 and "NOT reachable" in r2.stdout and "ollama serve" in r2.stdout

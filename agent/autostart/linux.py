@@ -21,13 +21,13 @@ def desktop_entry(command: list[str], icon: Path | None = None) -> str:
     lines = [
         "[Desktop Entry]",
         "Type=Application",
-        "Version=1.5",
+        "Version=1.0",
         "Name=powergate",
         "GenericName=Local AI gateway",
         "Comment=Fast, battery-aware local endpoint for AI coding tools",
         f"Exec={' '.join(shlex.quote(c) for c in command)}",
         "Terminal=false",
-        "Categories=Development;Utility;",
+        "Categories=Development;",
         "X-GNOME-Autostart-enabled=true",
         "X-GNOME-Autostart-Delay=5",
     ]
@@ -73,6 +73,9 @@ class LinuxAutostart:
         if not self.path.exists():
             return AutostartState(DISABLED, f"no {self.path}")
         entry = parse_entry(self.path.read_text(errors="replace"))
-        if entry.get("Hidden", "false").lower() == "true" or entry.get("X-GNOME-Autostart-enabled", "true").lower() == "false":
+        if (
+            entry.get("Hidden", "false").lower() == "true"
+            or entry.get("X-GNOME-Autostart-enabled", "true").lower() == "false"
+        ):
             return AutostartState(DISABLED_BY_USER, f"{self.path} is switched off in the session settings")
         return AutostartState(ENABLED, f"{self.path} runs: {entry.get('Exec', '?')}")

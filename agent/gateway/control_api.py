@@ -101,7 +101,7 @@ def control_routes(rt: Runtime) -> list[Route]:
                 body = parse_json_object(await request.body())
                 paused = body.get("paused")
                 if not isinstance(paused, bool):
-                    raise BadRequest("expected {\"paused\": true|false}", param="paused")
+                    raise BadRequest('expected {"paused": true|false}', param="paused")
             except BadRequest as exc:
                 return error_response(request.url.path, str(exc), 400, headers=hdrs())
             rt.controller.set_cache_paused(paused, source=str(body.get("source") or "api"))

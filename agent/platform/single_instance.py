@@ -46,8 +46,13 @@ class AlreadyRunning(Exception):
 class WindowsMutex:
     """CreateMutexW in the user's session; the calls are injectable for tests."""
 
-    def __init__(self, name: str, create: Callable[[str], int] | None = None, last_error: Callable[[], int] | None = None,
-                 close: Callable[[int], Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        create: Callable[[str], int] | None = None,
+        last_error: Callable[[], int] | None = None,
+        close: Callable[[int], Any] | None = None,
+    ) -> None:
         self.name = name
         if create is None:
             import ctypes
@@ -101,7 +106,9 @@ class FileLock:
 
 
 class SingleInstance:
-    def __init__(self, directory: Path | None = None, windows: bool | None = None, mutex: WindowsMutex | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, windows: bool | None = None, mutex: WindowsMutex | None = None
+    ) -> None:
         self.dir = directory or lock_dir()
         self.info_path = self.dir / INFO_FILE
         on_windows = sys.platform == "win32" if windows is None else windows

@@ -110,7 +110,9 @@ class TrayApp:
     # ------------------------------------------------------------ control path
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         try:
-            r = httpx.request(method, self.url + path, json=body, headers=self.headers, timeout=CONTROL_TIMEOUT, trust_env=False)
+            r = httpx.request(
+                method, self.url + path, json=body, headers=self.headers, timeout=CONTROL_TIMEOUT, trust_env=False
+            )
             return r.json()
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("tray action %s %s failed: %s", method, path, exc)
@@ -227,9 +229,13 @@ class TrayApp:
         items += [
             pystray.MenuItem("Auto", lambda: self.toggle_auto(), checked=lambda item: state()["mode"] == "auto"),
             pystray.Menu.SEPARATOR,
-            pystray.MenuItem("Pause cache", lambda: self.toggle_pause(), checked=lambda item: bool(state().get("cache_paused"))),
+            pystray.MenuItem(
+                "Pause cache", lambda: self.toggle_pause(), checked=lambda item: bool(state().get("cache_paused"))
+            ),
             pystray.MenuItem("Clear cache", lambda: self.clear_cache()),
-            pystray.MenuItem("Start at login", lambda: self.toggle_autostart(), checked=lambda item: self._autostart_on()),
+            pystray.MenuItem(
+                "Start at login", lambda: self.toggle_autostart(), checked=lambda item: self._autostart_on()
+            ),
             pystray.MenuItem("Open logs", lambda: self.open_logs()),
             pystray.Menu.SEPARATOR,
             pystray.MenuItem("Quit", lambda: self.quit()),
@@ -252,15 +258,23 @@ class TrayApp:
         state = self.read_state()
         self._shown = (state["profile"], bool(state.get("upstream_down")), bool(state.get("cache_paused")))
         self.icon = pystray.Icon("powergate", self.image(state), self.title(state), self.menu())
-        log.info("tray icon ready (backend %s%s)", self.backend or "default",
-                 "" if getattr(self.icon, "HAS_MENU", True) else ": no menu here, a click opens the dashboard")
+        log.info(
+            "tray icon ready (backend %s%s)",
+            self.backend or "default",
+            "" if getattr(self.icon, "HAS_MENU", True) else ": no menu here, a click opens the dashboard",
+        )
         return self.icon
 
     def run(self) -> None:
         """Blocks on the main thread until Quit."""
         if self.icon is None:
             self.build()
-        self.icon.run(setup=self._setup)
+        try:
+            self.icon.run(setup=self._setup)
+        except Exception as exc:
+            # e.g. pystray's GTK backend hiding its notification on exit without a
+            # notification daemon on D-Bus: the tray is gone either way, the agent stops cleanly.
+            log.info("tray ended with %s: %s", type(exc).__name__, exc)
 
     def _setup(self, icon: Any) -> None:
         icon.visible = True

@@ -31,7 +31,10 @@ def _glyph(d: ImageDraw.ImageDraw, profile: str, s: int) -> None:
         return (x * s, y * s)
 
     if profile == "performance":  # lightning bolt
-        d.polygon([p(0.56, 0.14), p(0.30, 0.55), p(0.47, 0.55), p(0.40, 0.86), p(0.70, 0.42), p(0.53, 0.42), p(0.62, 0.14)], fill=WHITE)
+        d.polygon(
+            [p(0.56, 0.14), p(0.30, 0.55), p(0.47, 0.55), p(0.40, 0.86), p(0.70, 0.42), p(0.53, 0.42), p(0.62, 0.14)],
+            fill=WHITE,
+        )
     elif profile == "battery-saver":  # leaf
         d.ellipse([p(0.26, 0.24), p(0.74, 0.76)], fill=WHITE)
         d.polygon([p(0.26, 0.76), p(0.26, 0.50), p(0.50, 0.76)], fill=WHITE)
@@ -62,7 +65,9 @@ def draw_icon(profile: str, size: int = 64, upstream_down: bool = False, paused:
     if paused:
         w = 0.12 * s
         for x in (0.30, 0.58):
-            d.rectangle([x * s, 0.62 * s, x * s + w, 0.95 * s], fill=(60, 60, 60, 255), outline=WHITE, width=ring // 2 or 1)
+            d.rectangle(
+                [x * s, 0.62 * s, x * s + w, 0.95 * s], fill=(60, 60, 60, 255), outline=WHITE, width=ring // 2 or 1
+            )
     if upstream_down:
         r = 0.40 * s
         d.ellipse([s - r, 0, s - 1, r], fill=BADGE + (255,), outline=WHITE, width=ring // 2 or 1)
