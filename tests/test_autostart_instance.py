@@ -137,7 +137,7 @@ def test_second_run_finds_the_first_even_after_kill_9(tmp_path: Path) -> None:
     time.sleep(0.2)
     third = _start(tmp_path, free_port())  # the stale lock (and agent.json) must not block
     try:
-        assert wait_for(lambda: '"pid": %d' % third.pid in info.read_text(), timeout=20)
+        assert wait_for(lambda: f'"pid": {third.pid}' in info.read_text(), timeout=20)
     finally:
         third.terminate()
         third.communicate(timeout=15)
