@@ -13,6 +13,7 @@ from agent.config import Settings
 from agent.control import Controller, ProfileChange
 from agent.gateway.flights import Flights
 from agent.gateway.upstream import UpstreamPool
+from agent.metrics import Metrics, StateCollector
 from agent.platform import paths
 from agent.power.base import PowerSnapshot
 from agent.profiles import TIERS, Profile
@@ -49,6 +50,9 @@ class Runtime:
         self.reloads_avoided = 0
         self.unloads = 0
         self.capped = 0
+        self.counters: dict[str, int] = {}  # prefetch and scheduling counts, for metrics
+        self.metrics = Metrics()
+        self.metrics.registry.register(StateCollector(self))
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -71,6 +75,7 @@ class Runtime:
 
     def on_snapshot(self, snap: PowerSnapshot) -> None:
         decision = self.controller.on_snapshot(snap)
+        self.metrics.record_power(snap.as_dict(), self.controller.profile.name)
         # Ollama's health is checked at the sampling rate the profile allows, so the tray
         # badge and notifications follow Ollama going away or coming back.
         self.spawn(self.upstreams.check_all())

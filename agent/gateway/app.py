@@ -24,6 +24,7 @@ from agent.gateway.flights import Flight
 from agent.gateway.responses import H_CACHE, H_PROFILE, NDJSON, SSE, error_response, json_response, powergate_headers
 from agent.gateway.security import SecurityMiddleware
 from agent.gateway.validate import INFERENCE_KINDS, parse_json_object, validate
+from agent.metrics import MetricsMiddleware, parse_final
 from agent.routing import route
 from agent.runtime import Runtime
 
@@ -159,9 +160,15 @@ class Gateway:
                 register=not no_read,
                 whole=not stream,
             )
+            flight.on_finished = self._record_upstream
             if not no_store:
                 flight.on_complete = lambda f: self._store(f, probe)
         return await self._serve_flight(request, path, flight, stream, include_usage, headers)
+
+    def _record_upstream(self, flight: Flight) -> None:
+        doc = parse_final(flight.chunks[-1]) if flight.chunks else None
+        if doc is not None and not is_sse(flight.api):
+            self.rt.metrics.record_upstream(doc, flight.wall_s, flight.queued)
 
     def _store(self, flight: Flight, probe: typeahead.Probe | None) -> None:
         entry = Entry(flight.api, flight.model, list(flight.chunks), meta={"form": "whole"} if flight.whole else {})
@@ -208,22 +215,31 @@ class Gateway:
         payload = json.dumps(body, separators=(",", ":")).encode()
         fwd = proxy.forward_headers(request)
         fwd["content-type"] = "application/json"
+        queued = upstream.begin()
         try:
             if stream:
                 resp = await proxy.until_done(request, proxy.open_stream(upstream, path, payload, fwd))
                 if resp.status_code != 200:
                     err = await resp.aread()
                     await resp.aclose()
+                    upstream.end()
                     return proxy.upstream_error(path, resp.status_code, err, headers)
-                return proxy.stream_response(path, proxy.relay_chunks(resp), headers)
+                return proxy.stream_response(path, proxy.relay_chunks(resp, on_end=lambda ok: upstream.end()), headers)
             resp = await proxy.until_done(request, upstream.send("POST", path, content=payload, headers=fwd))
+            upstream.end()
         except proxy.ClientGone:
+            upstream.end()
             log.debug("client left before %s was answered; upstream request closed", path)
             return Response(status_code=499)
         except UpstreamError as exc:
+            upstream.end()
             return self._error(path, exc, body.get("model", ""), headers[H_PROFILE])
         if resp.status_code != 200:
             return proxy.upstream_error(path, resp.status_code, resp.content, headers)
+        if not path.startswith("/v1/"):
+            doc = parse_final(resp.content)
+            if doc is not None:
+                self.rt.metrics.record_upstream(doc, resp.elapsed.total_seconds(), queued)
         return Response(resp.content, status_code=200, media_type="application/json", headers=headers)
 
 
@@ -294,8 +310,9 @@ def build_app(runtime: Runtime) -> Starlette:
     )
     app.state.runtime = runtime
     server = runtime.settings.server
+    measured = MetricsMiddleware(app, runtime.metrics)
     secured = SecurityMiddleware(
-        app,
+        measured,
         max_body_bytes=int(server.max_body_mb * 1024 * 1024),
         check_host=server.is_loopback,
         allowed_origins=server.allowed_origins,

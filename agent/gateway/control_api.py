@@ -7,15 +7,19 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from agent import __version__
 from agent.control import UnknownProfile
 from agent.errors import BadRequest
 from agent.gateway.responses import error_response, json_response, powergate_headers
 from agent.gateway.validate import parse_json_object
+from agent.metrics import metrics_document, recommendations
+from agent.platform.paths import assets_dir
 
 if TYPE_CHECKING:
     from agent.runtime import Runtime
@@ -23,7 +27,7 @@ if TYPE_CHECKING:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def control_routes(rt: Runtime) -> list[Route]:
+def control_routes(rt: Runtime) -> list[BaseRoute]:
     token = rt.settings.server.control_token
 
     def guarded(handler: Handler) -> Handler:
@@ -107,7 +111,28 @@ def control_routes(rt: Runtime) -> list[Route]:
             rt.controller.set_cache_paused(paused, source=str(body.get("source") or "api"))
         return json_response({"paused": rt.controller.cache_paused, **(await rt.cache.describe())}, headers=hdrs())
 
+    async def metrics_json(request: Request) -> Response:
+        return json_response(await metrics_document(rt), headers=hdrs())
+
+    async def prometheus(request: Request) -> Response:
+        await rt.cache.stats()  # refresh entries and bytes of every tier
+        return Response(rt.metrics.prometheus(), media_type=CONTENT_TYPE_LATEST, headers=hdrs())
+
+    static = StaticFiles(directory=str(assets_dir() / "dashboard"), check_dir=False)
+
+    async def dashboard(request: Request) -> Response:
+        index = assets_dir() / "dashboard" / "index.html"
+        if not index.exists():
+            return error_response(
+                request.url.path, "the dashboard files are missing from this installation", 404, headers=hdrs()
+            )
+        return FileResponse(index, media_type="text/html", headers={**hdrs(), "Cache-Control": "no-cache"})
+
     return [
+        Route("/agent/metrics", guarded(metrics_json), methods=["GET"]),
+        Route("/metrics", guarded(prometheus), methods=["GET"]),
+        Route("/dashboard", guarded(dashboard), methods=["GET"]),
+        Mount("/dashboard/static", app=static),
         Route("/agent/cache", guarded(cache_state), methods=["GET", "PUT"]),
         Route("/agent/cache/clear", guarded(cache_clear), methods=["POST"]),
         Route("/agent/status", guarded(status), methods=["GET"]),
@@ -139,5 +164,6 @@ async def status_document(rt: Runtime) -> dict[str, Any]:
         "upstreams": [u.describe() for u in rt.upstreams.upstreams],
         "cache_paused": c.cache_paused,
         "cache": await rt.cache.describe(),
+        "recommendations": recommendations(rt),
         "in_flight": len(rt.flights),
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -39,6 +40,10 @@ class Flight:
         self.task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self.on_complete: Callable[[Flight], None] | None = None
+        self.on_finished: Callable[[Flight], None] | None = None  # metrics: runs for every normal finish
+        self.started_at = time.perf_counter()
+        self.wall_s = 0.0
+        self.queued = False  # Ollama was busy with other calls when this one was sent
 
     def _notify(self) -> None:
         ev, self._changed = self._changed, asyncio.Event()
@@ -47,6 +52,7 @@ class Flight:
     async def run(self, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
         sse = is_sse(self.api)
         resp: httpx.Response | None = None
+        self.queued = upstream.begin()
         try:
             if self.whole:
                 await self._run_whole(upstream, path, payload, headers)
@@ -80,10 +86,17 @@ class Flight:
             # else: the stream broke midway; complete stays False and nothing is stored
             log.debug("upstream stream ended early: %s", exc)
         finally:
+            upstream.end()
             if resp is not None:
                 await resp.aclose()
             self.done = True
+            self.wall_s = time.perf_counter() - self.started_at
             self._notify()
+            if self.complete and self.on_finished is not None:
+                try:
+                    self.on_finished(self)
+                except Exception:
+                    log.exception("recording upstream figures failed")
             if self.complete and self.on_complete is not None:
                 try:
                     self.on_complete(self)

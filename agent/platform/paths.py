@@ -30,3 +30,12 @@ def log_dir(data_dir: Path | None = None) -> Path:
     if data_dir is not None and os.environ.get("POWERGATE_DATA_DIR") is not None:
         return data_dir / "logs"
     return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+
+
+def assets_dir() -> Path:
+    """The assets folder: beside the package in a checkout, inside it when installed."""
+    here = Path(__file__).resolve().parent.parent  # agent/
+    for candidate in (here.parent / "assets", here / "assets"):
+        if (candidate / "dashboard").is_dir():
+            return candidate
+    return here.parent / "assets"
