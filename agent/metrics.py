@@ -229,7 +229,7 @@ class Metrics:
     def suggestion_p95(self, window_s: float = 600.0) -> tuple[float | None, int]:
         cutoff = time.time() - window_s
         vals: list[float] = []
-        for (endpoint, outcome), w in self.windows.items():
+        for (endpoint, _outcome), w in self.windows.items():
             if endpoint in SUGGESTION_ENDPOINTS:
                 vals.extend(w)
         recent = [s for b in self.buckets if b.start >= cutoff for s in b.suggestion]
