@@ -125,6 +125,7 @@ class Metrics:
         self.loads: deque[tuple[float, float]] = deque(maxlen=256)  # (when, seconds) of model loads
         self.queued: deque[tuple[bool, float]] = deque(maxlen=256)  # (sent behind other calls, wall seconds)
         self.tps: deque[float] = deque(maxlen=WINDOW)
+        self.suggestions: deque[tuple[float, float]] = deque(maxlen=WINDOW)  # (when, seconds) of answered suggestions
         self.started = time.time()
 
     # ------------------------------------------------------------ recording (hot path)
@@ -143,6 +144,8 @@ class Metrics:
             tw.append(ttfb)
         b = self._bucket(time.time())
         b.counts[outcome] = b.counts.get(outcome, 0) + 1
+        if endpoint in SUGGESTION_ENDPOINTS and status == 200:
+            self.suggestions.append((time.time(), seconds))
         if len(b.latencies) < WINDOW:
             b.latencies.append(seconds)
             if endpoint in SUGGESTION_ENDPOINTS and status == 200:
@@ -228,13 +231,8 @@ class Metrics:
 
     def suggestion_p95(self, window_s: float = 600.0) -> tuple[float | None, int]:
         cutoff = time.time() - window_s
-        vals: list[float] = []
-        for (endpoint, _outcome), w in self.windows.items():
-            if endpoint in SUGGESTION_ENDPOINTS:
-                vals.extend(w)
-        recent = [s for b in self.buckets if b.start >= cutoff for s in b.suggestion]
-        use = recent or vals
-        return percentile(use, 95), len(use)
+        recent = [sec for t, sec in self.suggestions if t >= cutoff]
+        return percentile(recent, 95), len(recent)
 
     def prometheus(self) -> bytes:
         return generate_latest(self.registry)

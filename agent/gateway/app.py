@@ -27,6 +27,7 @@ from agent.gateway.validate import INFERENCE_KINDS, parse_json_object, validate
 from agent.metrics import MetricsMiddleware, parse_final
 from agent.routing import route
 from agent.runtime import Runtime
+from agent.scheduling import priority_for
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class Gateway:
         )
         if not use_cache:
             headers[H_CACHE] = BYPASS
-            return await self._forward(request, path, body, stream, headers)
+            return await self._forward(request, path, body, stream, headers, priority_for(decision.job, kind))
 
         key = request_key(api, decision.model, body)
         probe = typeahead.probe_for(api, decision.model, body, answer_fields(body)) if api in COMPLETION_APIS else None
@@ -149,6 +150,7 @@ class Gateway:
             payload = json.dumps(up_body, separators=(",", ":")).encode()
             fwd = proxy.forward_headers(request)
             fwd["content-type"] = "application/json"
+            client, prefix = self._client_and_prefix(request, probe)
             flight = self.rt.flights.start(
                 key,
                 api,
@@ -159,11 +161,22 @@ class Gateway:
                 fwd,
                 register=not no_read,
                 whole=not stream,
+                priority=priority_for(decision.job, kind),
+                client=client,
+                prefix=prefix,
             )
             flight.on_finished = self._record_upstream
             if not no_store:
                 flight.on_complete = lambda f: self._store(f, probe)
         return await self._serve_flight(request, path, flight, stream, include_usage, headers)
+
+    @staticmethod
+    def _client_and_prefix(request: Request, probe: typeahead.Probe | None) -> tuple[str, str]:
+        """Who is typing (for superseding their older completions) and what they typed so far."""
+        if probe is None:
+            return "", ""
+        host = request.client.host if request.client else ""
+        return f"{host}|{request.headers.get('user-agent', '')}|{probe.family}", probe.prefix
 
     def _record_upstream(self, flight: Flight) -> None:
         doc = parse_final(flight.chunks[-1]) if flight.chunks else None
@@ -192,6 +205,11 @@ class Gateway:
             log.debug("client left before %s was answered", path)
             return Response(status_code=499)
         flight.leave()
+        if flight.superseded:
+            headers[H_CACHE] = BYPASS
+            return error_response(
+                path, "superseded: a newer completion from the same client extends this prompt", 409, headers=headers
+            )
         if flight.error_exc is not None:
             return self._error(path, flight.error_exc, flight.model, headers[H_PROFILE])
         if flight.status != 200:
@@ -208,38 +226,46 @@ class Gateway:
         return Response(assemble(flight.api, flight.chunks), media_type="application/json", headers=headers)
 
     async def _forward(
-        self, request: Request, path: str, body: dict[str, Any], stream: bool, headers: dict[str, str]
+        self, request: Request, path: str, body: dict[str, Any], stream: bool, headers: dict[str, str], priority: int
     ) -> Response:
-        """Uncached: straight to Ollama and back, streams chunk by chunk."""
+        """Uncached: straight to Ollama and back (through the scheduler), streams chunk by chunk."""
         upstream = self.rt.upstreams.pick()
         payload = json.dumps(body, separators=(",", ":")).encode()
         fwd = proxy.forward_headers(request)
         fwd["content-type"] = "application/json"
-        queued = upstream.begin()
+        slot = upstream.scheduler.slot(priority)
+        try:
+            ticket = await proxy.until_done(request, slot.__aenter__())
+        except proxy.ClientGone:
+            return Response(status_code=499)
+        except UpstreamError as exc:
+            return self._error(path, exc, body.get("model", ""), headers[H_PROFILE])
+        held = True
         try:
             if stream:
                 resp = await proxy.until_done(request, proxy.open_stream(upstream, path, payload, fwd))
                 if resp.status_code != 200:
                     err = await resp.aread()
                     await resp.aclose()
-                    upstream.end()
                     return proxy.upstream_error(path, resp.status_code, err, headers)
-                return proxy.stream_response(path, proxy.relay_chunks(resp, on_end=lambda ok: upstream.end()), headers)
+                held = False  # from here the stream holds the slot until it ends
+                relay = proxy.relay_chunks(resp, on_end=lambda ok: slot.__aexit__(None, None, None))
+                return proxy.stream_response(path, relay, headers)
             resp = await proxy.until_done(request, upstream.send("POST", path, content=payload, headers=fwd))
-            upstream.end()
         except proxy.ClientGone:
-            upstream.end()
             log.debug("client left before %s was answered; upstream request closed", path)
             return Response(status_code=499)
         except UpstreamError as exc:
-            upstream.end()
             return self._error(path, exc, body.get("model", ""), headers[H_PROFILE])
+        finally:
+            if held:
+                await slot.__aexit__(None, None, None)
         if resp.status_code != 200:
             return proxy.upstream_error(path, resp.status_code, resp.content, headers)
         if not path.startswith("/v1/"):
             doc = parse_final(resp.content)
             if doc is not None:
-                self.rt.metrics.record_upstream(doc, resp.elapsed.total_seconds(), queued)
+                self.rt.metrics.record_upstream(doc, resp.elapsed.total_seconds(), ticket.waited)
         return Response(resp.content, status_code=200, media_type="application/json", headers=headers)
 
 

@@ -26,11 +26,12 @@ from agent.errors import PowergateError, UpstreamError
 from agent.gateway import proxy
 from agent.gateway.responses import H_CACHE, H_PROFILE, error_response, powergate_headers
 from agent.profiles import Profile
+from agent.scheduling import BULK
 
 if TYPE_CHECKING:
     from agent.runtime import Runtime
 
-EMBED_BATCH = 64  # inputs per upstream call, so a big re-index cannot hold Ollama for long
+EMBED_BATCH = 16  # inputs per upstream call: a re-index holds Ollama only briefly between suggestions
 H_INPUTS = "X-Powergate-Cache-Inputs"  # "cached/total" inputs of an embedding request
 
 
@@ -157,7 +158,8 @@ class EmbeddingService:
         out: list[bytes] = []
         if legacy:
             up = {k: v for k, v in body.items() if k != "stream"}
-            resp = await upstream.send("POST", "/api/embeddings", content=json.dumps(up).encode(), headers=fwd)
+            async with upstream.scheduler.slot(BULK):
+                resp = await upstream.send("POST", "/api/embeddings", content=json.dumps(up).encode(), headers=fwd)
             self._check(path, resp.status_code, resp.content, model, profile)
             return [json.dumps(resp.json()["embedding"], separators=(",", ":")).encode()]
         base: dict[str, Any] = {"model": model, "keep_alive": body.get("keep_alive", profile.keep_alive)}
@@ -167,7 +169,9 @@ class EmbeddingService:
         for i in range(0, len(texts), EMBED_BATCH):
             batch = texts[i : i + EMBED_BATCH]
             payload = json.dumps(dict(base, input=batch), separators=(",", ":")).encode()
-            resp = await upstream.send("POST", "/api/embed", content=payload, headers=fwd)
+            # One slot per batch: a suggestion waiting behind a re-index gets in between batches.
+            async with upstream.scheduler.slot(BULK):
+                resp = await upstream.send("POST", "/api/embed", content=payload, headers=fwd)
             self._check(path, resp.status_code, resp.content, model, profile)
             doc = resp.json()
             embs = doc.get("embeddings") or []

@@ -19,6 +19,7 @@ import httpx
 from agent.cache.answers import DONE_LINE, chunk_is_final, is_sse
 from agent.errors import UpstreamError
 from agent.gateway.upstream import Upstream
+from agent.scheduling import CHAT, Superseded
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,32 @@ class Flight:
         self.on_finished: Callable[[Flight], None] | None = None  # metrics: runs for every normal finish
         self.started_at = time.perf_counter()
         self.wall_s = 0.0
-        self.queued = False  # Ollama was busy with other calls when this one was sent
+        self.queued = False  # another call held Ollama when this one arrived
+        self.superseded = False
+        self.priority = CHAT
+        self.client = ""
+        self.prefix = ""
 
     def _notify(self) -> None:
         ev, self._changed = self._changed, asyncio.Event()
         ev.set()
 
     async def run(self, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
+        try:
+            async with upstream.scheduler.slot(self.priority, self.client, self.prefix) as ticket:
+                self.queued = ticket.waited
+                self.started_at = time.perf_counter()
+                await self._run(upstream, path, payload, headers)
+        except Superseded:
+            self.superseded = True
+        except UpstreamError as exc:  # the scheduler's queue is full
+            self.error_exc = exc
+        finally:
+            self._finish()
+
+    async def _run(self, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
         sse = is_sse(self.api)
         resp: httpx.Response | None = None
-        self.queued = upstream.begin()
         try:
             if self.whole:
                 await self._run_whole(upstream, path, payload, headers)
@@ -86,22 +103,23 @@ class Flight:
             # else: the stream broke midway; complete stays False and nothing is stored
             log.debug("upstream stream ended early: %s", exc)
         finally:
-            upstream.end()
             if resp is not None:
                 await resp.aclose()
-            self.done = True
-            self.wall_s = time.perf_counter() - self.started_at
-            self._notify()
-            if self.complete and self.on_finished is not None:
-                try:
-                    self.on_finished(self)
-                except Exception:
-                    log.exception("recording upstream figures failed")
-            if self.complete and self.on_complete is not None:
-                try:
-                    self.on_complete(self)
-                except Exception:
-                    log.exception("storing a finished answer failed")
+
+    def _finish(self) -> None:
+        self.done = True
+        self.wall_s = time.perf_counter() - self.started_at
+        self._notify()
+        if self.complete and self.on_finished is not None:
+            try:
+                self.on_finished(self)
+            except Exception:
+                log.exception("recording upstream figures failed")
+        if self.complete and self.on_complete is not None:
+            try:
+                self.on_complete(self)
+            except Exception:
+                log.exception("storing a finished answer failed")
 
     async def _run_whole(self, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
         resp = await upstream.send("POST", path, content=payload, headers=headers)
@@ -204,9 +222,13 @@ class Flights:
         headers: dict[str, str],
         register: bool = True,
         whole: bool = False,
+        priority: int = CHAT,
+        client: str = "",
+        prefix: str = "",
     ) -> Flight:
         """Start the upstream call; unregistered flights (no-cache requests) are never joined."""
         flight = Flight(key, api, model, whole)
+        flight.priority, flight.client, flight.prefix = priority, client, prefix
         if register:
             self._by_key[key] = flight
         flight.task = asyncio.ensure_future(self._run(flight, upstream, path, payload, headers))

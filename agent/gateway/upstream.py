@@ -16,6 +16,7 @@ import httpx
 
 from agent.config import UpstreamSettings
 from agent.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from agent.scheduling import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class Upstream:
         self.url = settings.url
         self.health = UpstreamHealth()
         self.listeners: list[Any] = []  # called with (upstream, reachable) when that changes
-        self.in_flight = 0  # inference calls powergate has open to this Ollama now
+        self.scheduler = Scheduler(settings.max_concurrency, settings.url)
         self.client = httpx.AsyncClient(
             base_url=self.url,
             timeout=httpx.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT, write=WRITE_TIMEOUT, pool=None),
@@ -140,15 +141,6 @@ class Upstream:
             msg = f"Ollama is not reachable at {self.url} ({type(exc).__name__}). {START_HINT}"
             self._mark(False, msg)
         return self.health
-
-    def begin(self) -> bool:
-        """Count an inference call; True when it has to queue behind others in Ollama."""
-        queued = self.in_flight >= self.settings.max_concurrency
-        self.in_flight += 1
-        return queued
-
-    def end(self) -> None:
-        self.in_flight = max(0, self.in_flight - 1)
 
     async def loaded_models(self) -> list[str]:
         """What Ollama has in memory now (GET /api/ps)."""

@@ -263,7 +263,7 @@ def test_no_display_runs_headless(tmp_path: Path) -> None:
 def test_display_without_tray_host_runs_headless(tmp_path: Path) -> None:
     need("Xvfb")
     n = 140
-    while Path(f"/tmp/.X11-unix/X{n}").exists():
+    while Path(f"/tmp/.X11-unix/X{n}").exists() or Path(f"/tmp/.X{n}-lock").exists():
         n += 1
     xvfb = subprocess.Popen(["Xvfb", f":{n}", "-nolisten", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -286,11 +286,12 @@ def test_display_without_tray_host_runs_headless(tmp_path: Path) -> None:
             text=True,
         )
         try:
-            assert wait_for(lambda: _status_ok(port), timeout=20, interval=0.2)
+            up = wait_for(lambda: _status_ok(port), timeout=30, interval=0.2)
         finally:
             proc.terminate()
             _, err = proc.communicate(timeout=15)
-        assert "no system tray host" in err
+        assert up, err[-2000:]
+        assert "no system tray host" in err, err[-2000:]
     finally:
         xvfb.terminate()
         xvfb.wait(5)
