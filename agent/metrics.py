@@ -287,7 +287,8 @@ class StateCollector(Collector):
             ("prefetch_wasted", "Prefetches never used"),
             ("dropped_before_upstream", "Requests dropped because their client left before they ran"),
         ):
-            yield CounterMetricFamily(f"powergate_{name}", help_text, value=rt.counters.get(name, 0))
+            value = rt.scheduling_stats()[name] if name == "dropped_before_upstream" else rt.counters.get(name, 0)
+            yield CounterMetricFamily(f"powergate_{name}", help_text, value=value)
         prof = GaugeMetricFamily(
             "powergate_profile", "The profile in force (1) and its mode", labels=["profile", "mode"]
         )
@@ -438,6 +439,7 @@ async def metrics_document(rt: Runtime) -> dict[str, Any]:
             "paused": rt.controller.cache_paused,
         },
         "counters": {"reloads_avoided": rt.reloads_avoided, "unloads": rt.unloads, "capped": rt.capped, **rt.counters},
+        "scheduling": rt.scheduling_stats(),
         "series": m.series(),
         "power": list(m.power),
         "timeline": [

@@ -16,6 +16,7 @@ from agent.gateway.upstream import UpstreamPool
 from agent.metrics import Metrics, StateCollector
 from agent.platform import paths
 from agent.power.base import PowerSnapshot
+from agent.prefetch import Prefetcher
 from agent.profiles import TIERS, Profile
 from agent.routing import tier_of
 
@@ -53,6 +54,7 @@ class Runtime:
         self.counters: dict[str, int] = {}  # prefetch and scheduling counts, for metrics
         self.metrics = Metrics()
         self.metrics.registry.register(StateCollector(self))
+        self.prefetcher = Prefetcher(self)
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -158,6 +160,17 @@ class Runtime:
 
     def routing_stats(self) -> dict[str, Any]:
         return {"reloads_avoided": self.reloads_avoided, "unloads": self.unloads, "capped": self.capped}
+
+    def scheduling_stats(self) -> dict[str, Any]:
+        per = {u.url: u.scheduler.describe() for u in self.upstreams.upstreams}
+        return {
+            "upstreams": per,
+            "dropped_before_upstream": sum(u.scheduler.stats.dropped_before_upstream for u in self.upstreams.upstreams),
+            "superseded": sum(u.scheduler.stats.superseded for u in self.upstreams.upstreams),
+            "prefetch": {
+                k: self.counters.get(k, 0) for k in ("prefetch_issued", "prefetch_used", "prefetch_wasted", "warmups")
+            },
+        }
 
     # ------------------------------------------------------------ life cycle
     async def start(self) -> None:

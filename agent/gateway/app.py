@@ -98,6 +98,7 @@ class Gateway:
             self.rt.normalise_runner(body, profile, kind)
         cc = request.headers.get("cache-control", "").lower()
         no_read, no_store = "no-cache" in cc, "no-store" in cc
+        self.rt.prefetcher.touch(profile)
         if kind in ("embed", "embeddings"):
             return await self.embeddings.handle(request, path, body, profile, no_read, no_store)
 
@@ -123,6 +124,7 @@ class Gateway:
         if not no_read:
             entry, outcome = await cache.lookup(key)
             if entry is not None:
+                self.rt.prefetcher.used(entry.meta)
                 if probe is not None:
                     cache.typeahead.add(probe, completion_text(api, entry.chunks), key)
                 headers[H_CACHE] = outcome
@@ -139,6 +141,7 @@ class Gateway:
             flight = self.rt.flights.get(key)
             if flight is not None:
                 headers[H_CACHE] = COALESCED
+                self.rt.prefetcher.promoted(flight)
                 flight.followers += 1
                 cache.coalesced += 1
         if flight is None:
@@ -168,6 +171,11 @@ class Gateway:
             flight.on_finished = self._record_upstream
             if not no_store:
                 flight.on_complete = lambda f: self._store(f, probe)
+            if api in COMPLETION_APIS and decision.job == "autocomplete":
+                # once answered, guess the next completion (speculative profiles only)
+                flight.on_done = lambda f: (
+                    f.complete and self.rt.prefetcher.after_completion(f, body, api, path, fwd, profile)
+                )
         return await self._serve_flight(request, path, flight, stream, include_usage, headers)
 
     @staticmethod

@@ -159,6 +159,7 @@ async def status_document(rt: Runtime) -> dict[str, Any]:
             "battery_low": c.policy.saver,
         },
         "routing": rt.routing_stats(),
+        "scheduling": rt.scheduling_stats(),
         "profile_settings": c.profile.as_dict(),
         "history": c.describe()["history"],
         "upstreams": [u.describe() for u in rt.upstreams.upstreams],

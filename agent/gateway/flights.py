@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 
@@ -46,6 +47,10 @@ class Flight:
         self.wall_s = 0.0
         self.queued = False  # another call held Ollama when this one arrived
         self.superseded = False
+        self.prefetch = False  # started by the prefetcher, nobody asked yet
+        self.promoted = False  # a client joined the prefetch
+        self.ticket: Any = None
+        self.on_done: Callable[[Flight], None] | None = None
         self.priority = CHAT
         self.client = ""
         self.prefix = ""
@@ -57,6 +62,7 @@ class Flight:
     async def run(self, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
         try:
             async with upstream.scheduler.slot(self.priority, self.client, self.prefix) as ticket:
+                self.ticket = ticket
                 self.queued = ticket.waited
                 self.started_at = time.perf_counter()
                 await self._run(upstream, path, payload, headers)
@@ -120,6 +126,11 @@ class Flight:
                 self.on_complete(self)
             except Exception:
                 log.exception("storing a finished answer failed")
+        if self.on_done is not None:
+            try:
+                self.on_done(self)
+            except Exception:
+                log.exception("flight callback failed")
 
     async def _run_whole(self, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
         resp = await upstream.send("POST", path, content=payload, headers=headers)

