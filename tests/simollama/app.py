@@ -145,6 +145,7 @@ class SimOllama:
         num_parallel: int = 1,
         max_queue: int = 512,
         default_tokens: int = 12,
+        one_slot: bool = False,
     ) -> None:
         self.models = {m.name: m for m in models}
         self.load_time_s = load_time_s
@@ -153,6 +154,7 @@ class SimOllama:
         self.num_parallel = num_parallel
         self.max_queue = max_queue
         self.default_tokens = default_tokens
+        self.one_slot = one_slot  # a laptop where one runner at a time fits: every model shares it
         self.loaded: dict[str, Loaded] = {}
         self.loads = 0
         self.log: list[LogEntry] = []
@@ -162,7 +164,7 @@ class SimOllama:
 
     @classmethod
     def realistic(cls) -> SimOllama:
-        return cls(load_time_s=2.0, token_delay_s=0.03, prompt_delay_s=0.02)
+        return cls(load_time_s=2.0, token_delay_s=0.03, prompt_delay_s=0.02, one_slot=True)
 
     # ------------------------------------------------------------ lookups
     def resolve(self, name: Any) -> SimModel:
@@ -190,6 +192,8 @@ class SimOllama:
 
     # ------------------------------------------------------------ running
     def _slot(self, name: str) -> asyncio.Semaphore:
+        if self.one_slot:
+            name = "*"
         if name not in self._slots:
             self._slots[name] = asyncio.Semaphore(self.num_parallel)
         return self._slots[name]
