@@ -97,15 +97,23 @@ class Prefetcher:
 
     # ------------------------------------------------------------ speculative
     def after_completion(
-        self, flight: Flight, body: dict[str, Any], api: str, path: str, headers: dict[str, str], profile: Profile
+        self,
+        chunks: list[bytes],
+        model: str,
+        body: dict[str, Any],
+        api: str,
+        path: str,
+        headers: dict[str, str],
+        profile: Profile,
     ) -> None:
-        """A completion was served: guess the next one, if the profile and the queue allow."""
-        if profile.prefetch != "speculative" or flight.prefetch or not flight.chunks:
+        """A completion was served (from Ollama, the cache or typeahead): guess the next
+        one, if the profile and the queue allow."""
+        if profile.prefetch != "speculative" or not chunks:
             return
         from agent.cache.answers import completion_text
 
         try:
-            completion = completion_text(api, flight.chunks)
+            completion = completion_text(api, chunks)
         except (ValueError, KeyError):
             return
         prompt = next_prompt(body, completion)
@@ -115,12 +123,12 @@ class Prefetcher:
         if up.scheduler.foreground_waiting:
             return  # only when nothing in the foreground waits
         nbody = dict(body, prompt=prompt)
-        key = request_key(api, flight.model, nbody)
+        key = request_key(api, model, nbody)
         if self.rt.cache.lookup_memory(key) is not None or self.rt.flights.get(key) is not None:
             return
-        probe = typeahead.probe_for(api, flight.model, nbody, answer_fields(nbody))
+        probe = typeahead.probe_for(api, model, nbody, answer_fields(nbody))
         payload = json.dumps(dict(nbody, stream=False), separators=(",", ":")).encode()
-        nf = self.rt.flights.start(key, api, flight.model, up, path, payload, headers, whole=True, priority=PREFETCH)
+        nf = self.rt.flights.start(key, api, model, up, path, payload, headers, whole=True, priority=PREFETCH)
         nf.prefetch = True
         self.counters["prefetch_issued"] += 1
 

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cache, harness, idle, overhead
+from bench import cache, harness, idle, overhead, scheduling
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("overhead", "memory", "disk", "typeahead", "reindex", "idle")
+ALL = ("overhead", "memory", "disk", "typeahead", "reindex", "load", "session", "idle")
 
 
 def _row(name: str, d: dict[str, Any], g: dict[str, Any], key: str = "p50_ms") -> str:
@@ -73,6 +73,29 @@ def main() -> None:
         print(
             f"{'embedding re-index, 2nd pass':<34} direct {r['direct_s']:.2f} s   powergate {r['powergate_second_pass_s']:.3f} s   x{r['speedup_second_pass']} ({r['chunks']} chunks, realistic sim)"
         )
+    if "load" in want:
+        with harness.sim_ollama(realistic=True) as real, harness.powergate(real.url, profile="balanced") as pg:
+            ld = out["load"] = scheduling.under_load(real.url, pg.url, 20 if args.quick else 80)
+        print(
+            f"{'autocomplete under load p50':<34} direct {ld['direct']['p50_ms']:>8.1f} ms   powergate {ld['powergate']['p50_ms']:>8.1f} ms"
+        )
+        print(
+            f"{'autocomplete under load p95':<34} direct {ld['direct']['p95_ms']:>8.1f} ms   powergate {ld['powergate']['p95_ms']:>8.1f} ms"
+            f"   x{ld['p95_ratio_direct_over_powergate']} (answered {ld['direct']['answered']} vs {ld['powergate']['answered']} suggestions)"
+        )
+        print(f"{'upstream work avoided':<34} {ld['avoided']}")
+    if "session" in want:
+        with (
+            harness.sim_ollama(realistic=True) as real,
+            harness.powergate(real.url, profile="performance") as spec,
+            harness.powergate(real.url, profile="balanced") as warm,
+        ):
+            se = out["session"] = scheduling.editing_session(spec.url, warm.url, 15 if args.quick else 60)
+        for k in ("with_prefetch", "without_prefetch"):
+            v = se[k]
+            print(
+                f"{'editing session ' + k.replace('_', ' '):<34} {v['under_100ms']:.0%} under 100 ms   p50 {v['p50_ms']} ms   p95 {v['p95_ms']} ms   {v['outcomes']}"
+            )
     if "idle" in want:
         with harness.sim_ollama() as sim:
             rows = out["idle"] = idle.run(sim.url, 10 if args.quick else 60)

@@ -25,6 +25,7 @@ from agent.gateway.responses import H_CACHE, H_PROFILE, NDJSON, SSE, error_respo
 from agent.gateway.security import SecurityMiddleware
 from agent.gateway.validate import INFERENCE_KINDS, parse_json_object, validate
 from agent.metrics import MetricsMiddleware, parse_final
+from agent.profiles import Profile
 from agent.routing import route
 from agent.runtime import Runtime
 from agent.scheduling import priority_for
@@ -127,6 +128,7 @@ class Gateway:
                 self.rt.prefetcher.used(entry.meta)
                 if probe is not None:
                     cache.typeahead.add(probe, completion_text(api, entry.chunks), key)
+                    self._prefetch_next(request, entry.chunks, decision.model, body, api, path, profile)
                 headers[H_CACHE] = outcome
                 return replay(entry, api, stream, include_usage, headers)
             if probe is not None:
@@ -136,6 +138,9 @@ class Gateway:
                     source = cache.lookup_memory(rec.entry_key)
                     if source is not None:
                         synth = Entry(api, decision.model, synth_completion(api, decision.model, rest, source.chunks))
+                        self.rt.prefetcher.used(source.meta)
+                        if decision.job == "autocomplete":
+                            self._prefetch_next(request, synth.chunks, decision.model, body, api, path, profile)
                         headers[H_CACHE] = TYPEAHEAD
                         return replay(synth, api, stream, include_usage, headers)
             flight = self.rt.flights.get(key)
@@ -174,9 +179,24 @@ class Gateway:
             if api in COMPLETION_APIS and decision.job == "autocomplete":
                 # once answered, guess the next completion (speculative profiles only)
                 flight.on_done = lambda f: (
-                    f.complete and self.rt.prefetcher.after_completion(f, body, api, path, fwd, profile)
+                    f.complete and self.rt.prefetcher.after_completion(f.chunks, f.model, body, api, path, fwd, profile)
                 )
         return await self._serve_flight(request, path, flight, stream, include_usage, headers)
+
+    def _prefetch_next(
+        self,
+        request: Request,
+        chunks: list[bytes],
+        model: str,
+        body: dict[str, Any],
+        api: str,
+        path: str,
+        profile: Profile,
+    ) -> None:
+        if profile.prefetch == "speculative" and (body.get("suffix") is not None or body.get("raw")):
+            fwd = proxy.forward_headers(request)
+            fwd["content-type"] = "application/json"
+            self.rt.prefetcher.after_completion(chunks, model, body, api, path, fwd, profile)
 
     @staticmethod
     def _client_and_prefix(request: Request, probe: typeahead.Probe | None) -> tuple[str, str]:

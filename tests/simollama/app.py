@@ -461,11 +461,17 @@ def build_app(sim: SimOllama) -> Starlette:
             return _oai_err(400, str(e)) if oai else _err(400, str(e))
 
         try:
-            lm = await sim._acquire(model, options, keep_alive, entry)
+            # Like Ollama, a request whose client went away while it waited for the
+            # runner is dropped instead of run.
+            lm = await run_or_cancel(request, sim._acquire(model, options, keep_alive, entry), entry)
         except OllamaError as e:
             entry.status = e.status
             entry.finished = time.time()
             return _oai_err(e.status, e.message, "server_error") if oai else _err(e.status, e.message)
+        if lm is None:
+            entry.finished = time.time()
+            entry.status = 499
+            return Response(status_code=499)
         load_s = time.perf_counter() - started if entry.loaded else 0.0
 
         if empty:
