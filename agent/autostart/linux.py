@@ -7,9 +7,10 @@ import shlex
 from pathlib import Path
 
 from agent.autostart.base import DISABLED, DISABLED_BY_USER, ENABLED, AutostartState, launch_command
+from agent.platform.paths import assets_dir
 
 DESKTOP_NAME = "powergate.desktop"
-ICON = Path(__file__).resolve().parent.parent.parent / "assets" / "icons" / "powergate-64.png"
+ICON = assets_dir() / "icons" / "powergate-64.png"
 
 
 def autostart_dir() -> Path:
