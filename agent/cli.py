@@ -88,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("doctor", parents=[common], help="check Ollama, models, port and config; print editor config")
 
+    be = sub.add_parser("bench", parents=[common], help="measure what powergate gains against your own Ollama")
+    be.add_argument("--model", help="the completion model (default: the profile's autocomplete model)")
+    be.add_argument("--steps", type=int, default=30, help="suggestions in the editing session (default 30)")
+    be.add_argument(
+        "--no-pause", action="store_true", help="no reading pauses between suggestions (faster, less realistic)"
+    )
+    be.add_argument(
+        "--upstream", action="append", metavar="URL", help="the Ollama to compare against (default: the configured one)"
+    )
+
     co = sub.add_parser("config", parents=[common], help="where the config lives, or the effective config")
     co.add_argument("action", choices=["path", "show"])
     return p
@@ -288,6 +298,18 @@ def cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from agent.userbench import BenchError, run_bench
+
+    settings = _settings(args, upstreams=args.upstream)
+    try:
+        run_bench(settings, agent_url(settings), _out, model=args.model, steps=args.steps, pause=not args.no_pause)
+    except BenchError as exc:
+        _err(f"powergate bench: {exc}")
+        return EXIT_FAIL
+    return EXIT_OK
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from agent.doctor import run_doctor
 
@@ -318,6 +340,7 @@ COMMANDS = {
     "cache": cmd_cache,
     "config": cmd_config,
     "doctor": cmd_doctor,
+    "bench": cmd_bench,
     "autostart": cmd_autostart,
 }
 

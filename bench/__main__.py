@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cache, harness, idle, overhead, scheduling
+from bench import cache, chart, compare, harness, idle, overhead, scheduling
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("overhead", "memory", "disk", "typeahead", "reindex", "load", "session", "idle")
+ALL = ("overhead", "memory", "disk", "typeahead", "reindex", "litellm", "load", "session", "idle")
 
 
 def _row(name: str, d: dict[str, Any], g: dict[str, Any], key: str = "p50_ms") -> str:
@@ -73,9 +73,38 @@ def main() -> None:
         print(
             f"{'embedding re-index, 2nd pass':<34} direct {r['direct_s']:.2f} s   powergate {r['powergate_second_pass_s']:.3f} s   x{r['speedup_second_pass']} ({r['chunks']} chunks, realistic sim)"
         )
+    if "litellm" in want:
+        from bench.litellm import litellm_proxy
+
+        with harness.sim_ollama() as sim, harness.powergate(sim.url) as pg, litellm_proxy(sim.url) as ll:
+            cm = out["compare"] = compare.latency(sim.url, pg.url, ll.url, n)
+            cm["throughput"] = compare.throughput(pg.url, ll.url, 5 if args.quick else 10)
+        with (
+            harness.sim_ollama(realistic=True) as real,
+            harness.powergate(real.url) as pg,
+            litellm_proxy(real.url) as ll,
+        ):
+            cm["reindex"] = compare.reindex(real.url, pg.url, ll.url, 300 if args.quick else 2000)
+        for key, label in (("hit", "cache hit"), ("miss", "miss"), ("ttfb", "first streamed byte")):
+            r = cm[key]
+            print(
+                f"{'/v1 ' + label + ' p50':<34} direct {r['direct']['p50_ms']:>8.3f}   powergate {r['powergate']['p50_ms']:>8.3f}   "
+                f"litellm {r['litellm']['p50_ms']:>8.3f} ms   litellm/powergate x{r['litellm_over_powergate_p50']}"
+            )
+            print(
+                f"{'/v1 ' + label + ' p99':<34} direct {r['direct']['p99_ms']:>8.3f}   powergate {r['powergate']['p99_ms']:>8.3f}   litellm {r['litellm']['p99_ms']:>8.3f} ms"
+            )
+        t = cm["throughput"]
+        print(
+            f"{'cached answers/s, 16 clients':<34} powergate {t['powergate']}   litellm {t['litellm']}   ({t['tool']})"
+        )
+        r = cm["reindex"]
+        print(
+            f"{'embedding re-index, 2nd pass':<34} direct {r['direct_s']} s   powergate {r['powergate_second_pass_s']} s   litellm {r['litellm_second_pass_s']} s"
+        )
     if "load" in want:
         with harness.sim_ollama(realistic=True) as real, harness.powergate(real.url, profile="balanced") as pg:
-            ld = out["load"] = scheduling.under_load(real.url, pg.url, 20 if args.quick else 80)
+            ld = out["load"] = scheduling.under_load(real.url, pg.url, 20 if args.quick else 60)
         print(
             f"{'autocomplete under load p50':<34} direct {ld['direct']['p50_ms']:>8.1f} ms   powergate {ld['powergate']['p50_ms']:>8.1f} ms"
         )
@@ -90,7 +119,7 @@ def main() -> None:
             harness.powergate(real.url, profile="performance") as spec,
             harness.powergate(real.url, profile="balanced") as warm,
         ):
-            se = out["session"] = scheduling.editing_session(spec.url, warm.url, 15 if args.quick else 60)
+            se = out["session"] = scheduling.editing_session(spec.url, warm.url, 15 if args.quick else 40)
         for k in ("with_prefetch", "without_prefetch"):
             v = se[k]
             print(
@@ -110,6 +139,9 @@ def main() -> None:
     merged: dict[str, Any] = json.loads(path.read_text()) if path.exists() and args.only else {}
     merged.update(out)
     path.write_text(json.dumps(merged, indent=2))
+    png = chart.draw(merged, path.with_suffix(".png"))
+    if png:
+        print(f"chart: {png}")
     print(f"results: {path}")
 
 

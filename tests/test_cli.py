@@ -136,3 +136,39 @@ def test_doctor_lists_missing_models_and_prints_editor_config(sim: SimServer, tm
     assert "provider: ollama" in r.stdout and "twinny.ollamaApiPort" in r.stdout and f"Ollama {'0.12.6'}" in r.stdout
     r2 = run_cli("doctor", env={"POWERGATE_UPSTREAM": closed_port_url(), "POWERGATE_PORT": str(free_port())})
     assert r2.returncode == 1 and "NOT reachable" in r2.stdout and "ollama serve" in r2.stdout
+
+
+def test_user_bench_against_ollama_and_the_running_agent(agent_with_sim: tuple[str, dict[str, str]]) -> None:
+    sim_url, env = agent_with_sim
+    r = run_cli("bench", "--steps", "12", "--no-pause", env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for words in (
+        "suggestion p50",
+        "suggestion p95",
+        "under 100 ms",
+        "upstream calls saved by powergate",
+        "embedding inputs sent to Ollama on the second pass: 0",
+    ):
+        assert words in r.stdout, (words, r.stdout)
+    r = run_cli("bench", "--steps", "3", "--no-pause", "--model", "starcoder2:3b", env=env, timeout=60)
+    assert r.returncode == 1 and "ollama pull starcoder2:3b" in r.stderr
+    r = run_cli("bench", env=dict(env, POWERGATE_PORT=str(free_port())), timeout=60)
+    assert r.returncode == 1 and "powergate run" in r.stderr
+
+
+@pytest.fixture
+def agent_with_sim(sim: SimServer, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    port = free_port()
+    env = dict(os.environ, POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=sim.url, POWERGATE_DATA_DIR=str(tmp_path / "d"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--no-tray"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert wait_for(lambda: _up(port), timeout=20, interval=0.1)
+    yield sim.url, env
+    proc.terminate()
+    proc.wait(15)
