@@ -29,7 +29,7 @@ def draw(results: dict[str, Any], path: Path) -> Path | None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 1]})
     ax = axes[0]
     width = 0.27
-    for i, (label, vals) in enumerate(rows):
+    for i, (_label, vals) in enumerate(rows):
         for j, name in enumerate(("direct", "powergate", "litellm")):
             if name in vals:
                 ax.bar(i + (j - 1) * width, vals[name], width, color=COLORS[name], label=name if i == 0 else None)
