@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, choices=ALL, help="scenarios to run (default: all)")
     ap.add_argument("-n", type=int, default=None, help="requests per contender per scenario")
     args = ap.parse_args()
-    n = args.n or (100 if args.quick else 400)
+    n = args.n or (60 if args.quick else 400)
     want = set(args.only or ALL)
     out: dict[str, Any] = {
         "machine": platform.platform(),
@@ -58,7 +58,7 @@ def main() -> None:
                 print(_row("memory hit p50", m["direct"], m["powergate"]) + f"   x{m['speedup_p50']}")
                 print(_row("memory hit p99", m["direct"], m["powergate"], "p99_ms"))
             if "typeahead" in want:
-                t = out["typeahead"] = cache.typeahead(pg.url, 60 if args.quick else 300)
+                t = out["typeahead"] = cache.typeahead(pg.url, 40 if args.quick else 300)
                 print(
                     f"{'typeahead trace':<34} {t['requests']} requests, hit rate {t['typeahead_hit_rate']:.1%}, outcomes {t['outcomes']}"
                 )
@@ -69,7 +69,7 @@ def main() -> None:
             print(_row("disk hit p99", k["direct"], k["powergate"], "p99_ms"))
     if "reindex" in want:
         with harness.sim_ollama(realistic=True) as real, harness.powergate(real.url) as pg:
-            r = out["reindex"] = cache.reindex(real.url, pg.url, 300 if args.quick else 2000)
+            r = out["reindex"] = cache.reindex(real.url, pg.url, 100 if args.quick else 2000)
         print(
             f"{'embedding re-index, 2nd pass':<34} direct {r['direct_s']:.2f} s   powergate {r['powergate_second_pass_s']:.3f} s   x{r['speedup_second_pass']} ({r['chunks']} chunks, realistic sim)"
         )
@@ -78,13 +78,13 @@ def main() -> None:
 
         with harness.sim_ollama() as sim, harness.powergate(sim.url) as pg, litellm_proxy(sim.url) as ll:
             cm = out["compare"] = compare.latency(sim.url, pg.url, ll.url, n)
-            cm["throughput"] = compare.throughput(pg.url, ll.url, 5 if args.quick else 10)
+            cm["throughput"] = compare.throughput(pg.url, ll.url, 3 if args.quick else 10)
         with (
             harness.sim_ollama(realistic=True) as real,
             harness.powergate(real.url) as pg,
             litellm_proxy(real.url) as ll,
         ):
-            cm["reindex"] = compare.reindex(real.url, pg.url, ll.url, 300 if args.quick else 2000)
+            cm["reindex"] = compare.reindex(real.url, pg.url, ll.url, 100 if args.quick else 2000)
         for key, label in (("hit", "cache hit"), ("miss", "miss"), ("ttfb", "first streamed byte")):
             r = cm[key]
             print(
@@ -104,7 +104,7 @@ def main() -> None:
         )
     if "load" in want:
         with harness.sim_ollama(realistic=True) as real, harness.powergate(real.url, profile="balanced") as pg:
-            ld = out["load"] = scheduling.under_load(real.url, pg.url, 20 if args.quick else 60)
+            ld = out["load"] = scheduling.under_load(real.url, pg.url, 8 if args.quick else 60)
         print(
             f"{'autocomplete under load p50':<34} direct {ld['direct']['p50_ms']:>8.1f} ms   powergate {ld['powergate']['p50_ms']:>8.1f} ms"
         )
@@ -119,7 +119,7 @@ def main() -> None:
             harness.powergate(real.url, profile="performance") as spec,
             harness.powergate(real.url, profile="balanced") as warm,
         ):
-            se = out["session"] = scheduling.editing_session(spec.url, warm.url, 15 if args.quick else 40)
+            se = out["session"] = scheduling.editing_session(spec.url, warm.url, 6 if args.quick else 40)
         for k in ("with_prefetch", "without_prefetch"):
             v = se[k]
             print(
@@ -127,7 +127,7 @@ def main() -> None:
             )
     if "idle" in want:
         with harness.sim_ollama() as sim:
-            rows = out["idle"] = idle.run(sim.url, 10 if args.quick else 60)
+            rows = out["idle"] = idle.run(sim.url, 5 if args.quick else 60)
         for r in rows:
             print(
                 f"{'idle ' + r['profile']:<34} CPU {r['cpu_percent_of_one_core']:.3f}% of a core   "
