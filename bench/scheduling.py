@@ -135,7 +135,7 @@ def under_load(direct: str, gateway: str, seconds: float, rounds: int = 2) -> di
 SESSION_PAUSES = (0.6, 2.5)  # seconds the user reads a suggestion before acting
 
 
-async def _session(base: str, steps: int, seed: int) -> dict[str, Any]:
+async def _session(base: str, steps: int, seed: int, pauses: tuple[float, float] = SESSION_PAUSES) -> dict[str, Any]:
     """Accept the whole suggestion (Tab) 70% of the time, type along 1-3 of its
     characters 20%, type something of one's own 10%; pause between actions."""
     rng = random.Random(seed)
@@ -167,14 +167,15 @@ async def _session(base: str, steps: int, seed: int) -> dict[str, Any]:
             o = r.headers.get("x-powergate-cache", "?")
             outcomes[o] = outcomes.get(o, 0) + 1
             suggestion = r.json().get("response", "")
-            await asyncio.sleep(rng.uniform(*SESSION_PAUSES))
+            await asyncio.sleep(rng.uniform(*pauses))
     return {"latencies": lat, "outcomes": outcomes}
 
 
-def editing_session(gateway_with: str, gateway_without: str, steps: int) -> dict[str, Any]:
+def editing_session(gateway_with: str, gateway_without: str, steps: int, quick: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    pauses = (0.4, 0.6) if quick else SESSION_PAUSES
     for name, base in (("with_prefetch", gateway_with), ("without_prefetch", gateway_without)):
-        r = asyncio.run(_session(base, steps, seed=5))
+        r = asyncio.run(_session(base, steps, seed=5, pauses=pauses))
         lat = r["latencies"]
         out[name] = {
             "suggestions": len(lat),
