@@ -88,7 +88,7 @@ def run_doctor(settings: Settings, out: Callable[[str], None]) -> int:
             ok = False
             out(f"redis {settings.cache.redis_url}: NOT reachable ({type(exc).__name__}); powergate works without it")
 
-    m = settings.models
+    tiers = settings.models
     out("\nContinue (~/.continue/config.yaml):")
     out(
         "models:\n"
@@ -111,6 +111,6 @@ def run_doctor(settings: Settings, out: Callable[[str], None]) -> int:
     )
     out(f"\nollama Python client: ollama.Client(host='{url}')   # or OLLAMA_HOST={url}")
     out(f"OpenAI-compatible clients: base_url='{url}/v1', any api_key")
-    out(f"\nmodels by tier: small={m.small} medium={m.medium} large={m.large} embed={m.embed}")
+    out(f"\nmodels by tier: small={tiers.small} medium={tiers.medium} large={tiers.large} embed={tiers.embed}")
     out("\nall checks passed" if ok else "\nsome checks failed (see above)")
     return 0 if ok else 1

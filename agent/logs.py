@@ -21,11 +21,12 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> Path | None:
     for h in list(root.handlers):
         root.removeHandler(h)
     fmt = logging.Formatter(FORMAT)
-    path: Path | None = log_dir / "powergate.log"
+    target = log_dir / "powergate.log"
+    path: Path | None = target
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
         fh = logging.handlers.RotatingFileHandler(
-            path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+            target, maxBytes=LOG_FILE_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
         )
         fh.setFormatter(fmt)
         root.addHandler(fh)

@@ -72,7 +72,7 @@ class Prefetcher:
         loaded = await up.loaded_models()
         if any(m == model or m == f"{model}:latest" or m.removesuffix(":latest") == model for m in loaded):
             return False
-        body = {"model": model, "prompt": "", "keep_alive": profile.keep_alive}
+        body: dict[str, Any] = {"model": model, "prompt": "", "keep_alive": profile.keep_alive}
         opts: dict[str, Any] = {"num_ctx": profile.num_ctx}
         threads = profile.resolved_num_thread()
         if threads:

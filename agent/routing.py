@@ -92,7 +92,7 @@ def route(requested: str, kind: str, body: dict[str, Any], profile: Profile, mod
         tier = min_tier(complexity_tier(prompt_text(kind, body)), profile.cap)
         return Route(models.for_tier(tier), job, f"auto:{tier}")
     if profile.enforce_cap and job != "embed":
-        tier = tier_of(requested, models)
-        if tier is not None and TIERS.index(tier) > TIERS.index(profile.cap):
+        served_tier = tier_of(requested, models)
+        if served_tier is not None and TIERS.index(served_tier) > TIERS.index(profile.cap):
             return Route(models.for_tier(profile.cap), job, "cap")
     return Route(requested, job, "as requested")

@@ -22,7 +22,7 @@ from agent.runtime import Runtime
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 15.0  # seconds to wait for the port to be listening
-SHUTDOWN_GRACE = 3.0  # seconds in-flight requests get to finish on quit
+SHUTDOWN_GRACE = 3  # seconds in-flight requests get to finish on quit
 
 
 class PortInUse(PowergateError):
@@ -114,7 +114,7 @@ class AgentServer:
         monitor = PowerMonitor(
             make_source(self.settings.power.source),
             runtime.controller.profile.interval_s,
-            lambda snap: loop.call_soon_threadsafe(runtime.on_snapshot, snap),
+            lambda snap: None if loop.call_soon_threadsafe(runtime.on_snapshot, snap) else None,
         )
         runtime.monitor = monitor
         monitor.start()

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 python3 -m ruff check agent tests bench installer
+python3 -m mypy agent
 python3 -m pytest -q "$@"

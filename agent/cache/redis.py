@@ -80,7 +80,7 @@ class RedisTier:
             self.st.misses += 1
             return None
         try:
-            entry = Entry.decode(self.codec.unpack(raw))
+            entry = Entry.decode(self.codec.unpack(raw if isinstance(raw, bytes) else raw.encode()))
         except (CacheError, ValueError, KeyError):
             # Another machine with another key (or version): not ours to read.
             self.st.misses += 1
@@ -102,7 +102,7 @@ class RedisTier:
             if raw is None:
                 continue
             try:
-                out[k] = Entry.decode(self.codec.unpack(raw))
+                out[k] = Entry.decode(self.codec.unpack(raw if isinstance(raw, bytes) else raw.encode()))
             except (CacheError, ValueError, KeyError):
                 continue
         self.st.hits += len(out)

@@ -179,7 +179,9 @@ class Gateway:
             if api in COMPLETION_APIS and decision.job == "autocomplete":
                 # once answered, guess the next completion (speculative profiles only)
                 flight.on_done = lambda f: (
-                    f.complete and self.rt.prefetcher.after_completion(f.chunks, f.model, body, api, path, fwd, profile)
+                    self.rt.prefetcher.after_completion(f.chunks, f.model, body, api, path, fwd, profile)
+                    if f.complete
+                    else None
                 )
         return await self._serve_flight(request, path, flight, stream, include_usage, headers)
 
@@ -277,7 +279,11 @@ class Gateway:
                     await resp.aclose()
                     return proxy.upstream_error(path, resp.status_code, err, headers)
                 held = False  # from here the stream holds the slot until it ends
-                relay = proxy.relay_chunks(resp, on_end=lambda ok: slot.__aexit__(None, None, None))
+
+                async def release(ok: bool) -> None:
+                    await slot.__aexit__(None, None, None)
+
+                relay = proxy.relay_chunks(resp, on_end=release)
                 return proxy.stream_response(path, relay, headers)
             resp = await proxy.until_done(request, upstream.send("POST", path, content=payload, headers=fwd))
         except proxy.ClientGone:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from agent.power.base import PowerSnapshot
+from agent.power.base import PowerSnapshot, PowerSource
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class FileSource:
         return snap
 
 
-def make_source(spec: str) -> FileSource | object:
+def make_source(spec: str) -> PowerSource:
     from agent.power.psutil_source import PsutilSource
 
     if spec.startswith("file:"):

@@ -55,9 +55,10 @@ def draw_icon(profile: str, size: int = 64, upstream_down: bool = False, paused:
     s = size * SUPERSAMPLE
     img = Image.new("RGBA", (s, s), (0, 0, 0, 0))
     d = ImageDraw.Draw(img)
-    color = COLORS.get(profile, OTHER)
-    if paused:
-        color = tuple(int(c * 0.45 + 128 * 0.55) for c in color)  # washed out
+    base = COLORS.get(profile, OTHER)
+    color: tuple[int, ...] = (
+        tuple(int(c * 0.45 + 128 * 0.55) for c in base) if paused else base
+    )  # washed out when paused
     ring = max(SUPERSAMPLE, int(0.07 * s))
     d.ellipse([0, 0, s - 1, s - 1], fill=WHITE)
     d.ellipse([ring, ring, s - 1 - ring, s - 1 - ring], fill=color + (255,))
