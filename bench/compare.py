@@ -17,6 +17,7 @@ import httpx
 
 from bench.harness import interleave, summary_ms
 from bench.litellm import AUTH
+from bench.overhead import _timed_first_byte, _timed_post
 
 MODEL = "qwen2.5-coder:1.5b"
 EMBED = "nomic-embed-text"
@@ -34,22 +35,11 @@ def _chat(prompt: str, stream: bool = False) -> dict[str, Any]:
 
 
 def _post(c: httpx.Client, url: str, body: dict[str, Any]) -> float:
-    t0 = time.perf_counter()
-    r = c.post(url, json=body)
-    dt = time.perf_counter() - t0
-    if r.status_code != 200:
-        raise RuntimeError(f"{url}: {r.status_code} {r.text[:200]}")
-    return dt
+    return _timed_post(c, url, body)
 
 
 def _first_byte(c: httpx.Client, url: str, body: dict[str, Any]) -> float:
-    t0 = time.perf_counter()
-    dt = float("nan")
-    with c.stream("POST", url, json=body) as r:
-        for _ in r.iter_raw():
-            if dt != dt:
-                dt = time.perf_counter() - t0
-    return dt
+    return _timed_first_byte(c, url, body)
 
 
 def latency(direct: str, powergate: str, litellm: str, n: int) -> dict[str, Any]:

@@ -177,3 +177,31 @@ def redis_server() -> Iterator[RedisServer]:
     srv = RedisServer()
     yield srv
     srv.stop()
+
+
+def agent_up(port: int) -> bool:
+    """The control API of an agent on this port answers."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/agent/status", timeout=1, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_agent(env: dict[str, str], *args: str, capture: bool = True) -> subprocess.Popen[str]:
+    """`python -m agent run ARGS` as a user starts it, in its own process."""
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", *args], env=env, cwd=ROOT, stdout=out, stderr=out, text=True
+    )
+
+
+def stop_agent(proc: subprocess.Popen[str]) -> str:
+    """Stop it the way a service manager would; return what it wrote on stderr."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err or ""

@@ -19,7 +19,7 @@ from agent.autostart.linux import LinuxAutostart, parse_entry
 from agent.autostart.macos import MacAutostart
 from agent.autostart.windows import APPROVED_KEY, RUN_KEY, VALUE_NAME, WindowsAutostart
 from agent.platform.single_instance import AlreadyRunning, SingleInstance, WindowsMutex
-from tests.conftest import ROOT, free_port, run_cli, wait_for
+from tests.conftest import free_port, run_cli, start_agent, wait_for
 
 
 def test_linux_xdg_autostart_for_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,14 +113,7 @@ def _start(tmp_path: Path, port: int) -> subprocess.Popen[str]:
         POWERGATE_PORT=str(port),
         POWERGATE_UPSTREAM=f"http://127.0.0.1:{free_port()}",
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--no-tray"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_agent(env, "--no-tray")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="kill -9 is POSIX")

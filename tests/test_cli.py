@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, closed_port_url, free_port, run_cli, wait_for
+from tests.conftest import agent_up, closed_port_url, free_port, run_cli, start_agent, stop_agent, wait_for
 from tests.simollama import SimServer
 
 
@@ -31,31 +30,10 @@ def agent_proc(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str
         POWERGATE_DATA_DIR=str(tmp_path / "d"),
         POWERGATE_CONFIG=str(cfg),
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--no-tray"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    ok = wait_for(lambda: _up(port), timeout=20, interval=0.1)
-    assert ok, proc.stderr.read() if proc.poll() is not None and proc.stderr else "agent did not start"
+    proc = start_agent(env, "--no-tray")
+    assert wait_for(lambda: agent_up(port), timeout=20, interval=0.1), stop_agent(proc)
     yield proc, env
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-
-
-def _up(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/agent/status", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    stop_agent(proc)
 
 
 def test_status_without_agent_exits_1(tmp_path: Path) -> None:
@@ -91,16 +69,9 @@ def test_second_run_on_same_port_fails_clearly(agent_proc: tuple[subprocess.Pope
 def test_prompt_text_never_logged_at_info(sim: SimServer, tmp_path: Path) -> None:
     port = free_port()
     env = dict(os.environ, POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=sim.url, POWERGATE_DATA_DIR=str(tmp_path / "d"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--no-tray"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_agent(env, "--no-tray")
     try:
-        assert wait_for(lambda: _up(port), timeout=20, interval=0.1)
+        assert wait_for(lambda: agent_up(port), timeout=20, interval=0.1)
         secret = "PROPRIETARY_SECRET_CODE_42"
         httpx.post(
             f"http://127.0.0.1:{port}/api/generate",
@@ -160,15 +131,8 @@ def test_user_bench_against_ollama_and_the_running_agent(agent_with_sim: tuple[s
 def agent_with_sim(sim: SimServer, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     port = free_port()
     env = dict(os.environ, POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=sim.url, POWERGATE_DATA_DIR=str(tmp_path / "d"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--no-tray"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert wait_for(lambda: _up(port), timeout=20, interval=0.1)
+    proc = start_agent(env, "--no-tray", capture=False)
+    assert wait_for(lambda: agent_up(port), timeout=20, interval=0.1)
     yield sim.url, env
     proc.terminate()
     proc.wait(15)

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image, ImageGrab
 
 from agent.tray.icon import _x11_tray_owner
-from tests.conftest import ROOT, closed_port_url, free_port, wait_for
+from tests.conftest import ROOT, agent_up, closed_port_url, free_port, start_agent, wait_for
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 ORANGE, BLUE, GREEN = (232, 89, 12), (28, 126, 214), (47, 158, 68)
@@ -244,16 +244,9 @@ def test_no_display_runs_headless(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "PYSTRAY_BACKEND")}
     env.update(POWERGATE_DATA_DIR=str(tmp_path / "d"), POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=closed_port_url())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_agent(env)
     try:
-        assert wait_for(lambda: _status_ok(port), timeout=20, interval=0.2)
+        assert wait_for(lambda: agent_up(port), timeout=20, interval=0.2)
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=15)
@@ -277,16 +270,9 @@ def test_display_without_tray_host_runs_headless(tmp_path: Path) -> None:
             POWERGATE_UPSTREAM=closed_port_url(),
         )
         env.pop("PYSTRAY_BACKEND", None)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run"],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_agent(env)
         try:
-            up = wait_for(lambda: _status_ok(port), timeout=30, interval=0.2)
+            up = wait_for(lambda: agent_up(port), timeout=30, interval=0.2)
         finally:
             proc.terminate()
             _, err = proc.communicate(timeout=15)
@@ -295,10 +281,3 @@ def test_display_without_tray_host_runs_headless(tmp_path: Path) -> None:
     finally:
         xvfb.terminate()
         xvfb.wait(5)
-
-
-def _status_ok(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/agent/status", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
