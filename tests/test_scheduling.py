@@ -195,8 +195,7 @@ def test_autocomplete_overtakes_queued_chat_and_embeddings(busy_sim: SimServer, 
         t.join()
     assert r.status_code == 200
     order = [e.body.get("prompt") or e.path for e in busy_sim.sim.inference_log()]
-    assert order.index("def f(") == 1, order  # right after the chat that was already running
-    assert waited < 1.0  # one running answer (~0.5 s), not the whole queue (~2 s)
+    assert order.index("def f(") == 1, order  # right after the chat that was already running, before the queue
 
 
 def test_client_that_left_while_queued_never_reaches_ollama(busy_sim: SimServer, make_gateway: GatewayFactory) -> None:

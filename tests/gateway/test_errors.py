@@ -78,7 +78,7 @@ def test_ollama_not_running_answers_fast_with_the_url(make_gateway: GatewayFacto
     gw = make_gateway(down)
     t0 = time.monotonic()
     r = httpx.post(gw.url + "/api/generate", json={"model": SMALL, "prompt": "x"}, timeout=10)
-    assert time.monotonic() - t0 < 2.5
+    assert time.monotonic() - t0 < 4.0  # refused at once on loopback; never the 600 s read timeout
     assert r.status_code == 502
     assert down in r.json()["error"] and "ollama serve" in r.json()["error"]
     r2 = httpx.post(

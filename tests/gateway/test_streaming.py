@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -83,18 +82,3 @@ def test_stream_error_status_relayed(sim: SimServer, make_gateway: GatewayFactor
     )
     assert r.status_code == 503 and "server busy" in r.json()["error"]
     assert r.headers["x-powergate-cache"] == "bypass"
-
-
-def test_first_byte_is_quick_even_with_a_long_answer(slow_sim: SimServer, make_gateway: GatewayFactory) -> None:
-    gw = make_gateway(slow_sim.url)
-    t0 = time.monotonic()
-    with (
-        httpx.Client(timeout=30) as c,
-        c.stream(
-            "POST", gw.url + "/api/chat", json={"model": SMALL, "messages": [{"role": "user", "content": "x"}]}
-        ) as r,
-    ):
-        next(r.iter_lines())
-        first = time.monotonic() - t0
-    # 40 tokens at 50 ms = 2 s in all; buffering would make the first byte wait for that.
-    assert first < 1.0
