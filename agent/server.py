@@ -129,6 +129,7 @@ class AgentServer:
             access_log=False,
             log_config=None,
             server_header=False,
+            proxy_headers=False,  # nothing sits in front of us; never trust X-Forwarded-For
             date_header=False,
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
             timeout_keep_alive=30,

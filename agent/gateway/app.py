@@ -176,7 +176,12 @@ class Gateway:
             flight.on_finished = self._record_upstream
             if not no_store:
                 flight.on_complete = lambda f: self._store(f, probe)
-            if api in COMPLETION_APIS and decision.job == "autocomplete":
+            if (
+                api in COMPLETION_APIS
+                and decision.job == "autocomplete"
+                and (body.get("suffix") is not None or body.get("raw"))
+            ):
+                # FIM requests only: that is how editors ask for suggestions
                 # once answered, guess the next completion (speculative profiles only)
                 flight.on_done = lambda f: (
                     self.rt.prefetcher.after_completion(f.chunks, f.model, body, api, path, fwd, profile)
