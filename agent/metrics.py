@@ -20,18 +20,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent.gateway.validate import INFERENCE_KINDS
+
 if TYPE_CHECKING:
     from agent.runtime import Runtime
 
-ENDPOINTS = (
-    "/api/generate",
-    "/api/chat",
-    "/api/embed",
-    "/api/embeddings",
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/embeddings",
-)
+ENDPOINTS = tuple(INFERENCE_KINDS)  # the inference paths the gateway serves
 SUGGESTION_ENDPOINTS = ("/api/generate", "/v1/completions")
 OUTCOMES = ("miss", "hit-memory", "hit-disk", "hit-redis", "typeahead", "coalesced", "bypass")
 HITS = ("hit-memory", "hit-disk", "hit-redis", "typeahead", "coalesced")
@@ -63,21 +57,27 @@ class Bucket:
     suggestion: list[float] = field(default_factory=list)
     summary: dict[str, Any] | None = None
 
+    def view(self) -> dict[str, Any]:
+        """The bucket's figures; for the current bucket a live view."""
+        if self.summary is not None:
+            return self.summary
+        total = sum(self.counts.values())
+        lookups = total - self.counts.get("bypass", 0)
+        return {
+            "t": self.start,
+            "requests": total,
+            "by_outcome": dict(self.counts),
+            "p50": percentile(self.latencies, 50),
+            "p95": percentile(self.latencies, 95),
+            "p99": percentile(self.latencies, 99),
+            "suggestion_p95": percentile(self.suggestion, 95),
+            "hit_ratio": {o: (self.counts.get(o, 0) / lookups if lookups else None) for o in HITS},
+        }
+
     def close(self) -> dict[str, Any]:
+        """Freeze the figures and drop the samples behind them."""
         if self.summary is None:
-            lat = self.latencies
-            total = sum(self.counts.values())
-            lookups = total - self.counts.get("bypass", 0)
-            self.summary = {
-                "t": self.start,
-                "requests": total,
-                "by_outcome": dict(self.counts),
-                "p50": percentile(lat, 50),
-                "p95": percentile(lat, 95),
-                "p99": percentile(lat, 99),
-                "suggestion_p95": percentile(self.suggestion, 95),
-                "hit_ratio": {o: (self.counts.get(o, 0) / lookups if lookups else None) for o in HITS},
-            }
+            self.summary = self.view()
             self.latencies = []
             self.suggestion = []
         return self.summary
@@ -204,30 +204,8 @@ class Metrics:
         return rows
 
     def series(self, since: float = 0.0) -> list[dict[str, Any]]:
-        out = []
-        for i, b in enumerate(self.buckets):
-            if b.start < since:
-                continue
-            if i == len(self.buckets) - 1:
-                # the current bucket: a live view, not closed yet
-                lat, sug = b.latencies, b.suggestion
-                total = sum(b.counts.values())
-                lookups = total - b.counts.get("bypass", 0)
-                out.append(
-                    {
-                        "t": b.start,
-                        "requests": total,
-                        "by_outcome": dict(b.counts),
-                        "p50": percentile(lat, 50),
-                        "p95": percentile(lat, 95),
-                        "p99": percentile(lat, 99),
-                        "suggestion_p95": percentile(sug, 95),
-                        "hit_ratio": {o: (b.counts.get(o, 0) / lookups if lookups else None) for o in HITS},
-                    }
-                )
-            else:
-                out.append(b.close())
-        return out
+        last = len(self.buckets) - 1
+        return [b.view() if i == last else b.close() for i, b in enumerate(self.buckets) if b.start >= since]
 
     def suggestion_p95(self, window_s: float = 600.0) -> tuple[float | None, int]:
         cutoff = time.time() - window_s
