@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from agent.config import Settings
+from agent.metrics import percentile
 
 SAMPLE = '''import json
 from pathlib import Path
@@ -65,10 +66,11 @@ class Run:
     embed_upstream_inputs: int = 0
 
     def summary(self) -> dict[str, Any]:
-        s = sorted(self.latencies)
+        s = self.latencies
 
         def pct(q: float) -> float:
-            return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))] * 1000 if s else float("nan")
+            v = percentile(s, q)
+            return float("nan") if v is None else v * 1000
 
         return {
             "suggestions": len(s),

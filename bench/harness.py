@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from agent.metrics import percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -95,11 +97,9 @@ def powergate(
 
 
 def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
-    return s[k]
+    """The agent's own percentile, NaN for no samples (so tables print and JSON carries it)."""
+    v = percentile(values, q)
+    return float("nan") if v is None else v
 
 
 def summary_ms(values: list[float]) -> dict[str, float]:
