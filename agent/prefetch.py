@@ -35,6 +35,11 @@ IDLE_S = 300.0  # seconds without requests after which the editor counts as idle
 MAX_PREFETCH_PROMPT = 64_000  # characters; beyond this a guess is too expensive
 
 
+def is_fim(body: dict[str, Any]) -> bool:
+    """A fill-in-the-middle request: how editors ask for suggestions (a suffix, or raw FIM)."""
+    return body.get("suffix") is not None or bool(body.get("raw"))
+
+
 def next_prompt(body: dict[str, Any], completion: str) -> str | None:
     """The prompt the editor sends once the user accepts `completion`."""
     prompt = body.get("prompt")

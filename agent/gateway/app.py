@@ -25,6 +25,7 @@ from agent.gateway.responses import H_CACHE, H_PROFILE, NDJSON, SSE, error_respo
 from agent.gateway.security import SecurityMiddleware
 from agent.gateway.validate import INFERENCE_KINDS, parse_json_object, validate
 from agent.metrics import MetricsMiddleware, parse_final
+from agent.prefetch import is_fim
 from agent.profiles import Profile
 from agent.routing import route
 from agent.runtime import Runtime
@@ -139,8 +140,7 @@ class Gateway:
                     if source is not None:
                         synth = Entry(api, decision.model, synth_completion(api, decision.model, rest, source.chunks))
                         self.rt.prefetcher.used(source.meta)
-                        if decision.job == "autocomplete":
-                            self._prefetch_next(request, synth.chunks, decision.model, body, api, path, profile)
+                        self._prefetch_next(request, synth.chunks, decision.model, body, api, path, profile)
                         headers[H_CACHE] = TYPEAHEAD
                         return replay(synth, api, stream, include_usage, headers)
             flight = self.rt.flights.get(key)
@@ -176,18 +176,10 @@ class Gateway:
             flight.on_finished = self._record_upstream
             if not no_store:
                 flight.on_complete = lambda f: self._store(f, probe)
-            if (
-                api in COMPLETION_APIS
-                and decision.job == "autocomplete"
-                and (body.get("suffix") is not None or body.get("raw"))
-            ):
-                # FIM requests only: that is how editors ask for suggestions
-                # once answered, guess the next completion (speculative profiles only)
-                flight.on_done = lambda f: (
-                    self.rt.prefetcher.after_completion(f.chunks, f.model, body, api, path, fwd, profile)
-                    if f.complete
-                    else None
-                )
+            # once answered, guess the next completion (speculative profiles, FIM requests)
+            flight.on_done = lambda f: (
+                self._prefetch_next(request, f.chunks, f.model, body, api, path, profile) if f.complete else None
+            )
         return await self._serve_flight(request, path, flight, stream, include_usage, headers)
 
     def _prefetch_next(
@@ -200,7 +192,8 @@ class Gateway:
         path: str,
         profile: Profile,
     ) -> None:
-        if profile.prefetch == "speculative" and (body.get("suffix") is not None or body.get("raw")):
+        # FIM completions only: that is how editors ask for suggestions
+        if api in COMPLETION_APIS and is_fim(body):  # the prefetcher decides by the profile
             fwd = proxy.forward_headers(request)
             fwd["content-type"] = "application/json"
             self.rt.prefetcher.after_completion(chunks, model, body, api, path, fwd, profile)
