@@ -64,10 +64,7 @@ class LinuxAutostart:
         return self.status()
 
     def disable(self) -> AutostartState:
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        self.path.unlink(missing_ok=True)
         return self.status()
 
     def status(self) -> AutostartState:

@@ -173,12 +173,8 @@ class SecurityMiddleware:
                 )
                 return
 
-        started = False
-
         async def send_wrapper(message: Message) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
                 if cors:
                     message = dict(message)
                     message["headers"] = list(message.get("headers", [])) + cors
