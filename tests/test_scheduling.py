@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import agent.scheduling as sched
 from agent.errors import UpstreamBusy
 from agent.scheduling import AUTOCOMPLETE, BULK, CHAT, PREFETCH, Scheduler, Superseded
-from tests.conftest import GatewayFactory, wait_for
+from tests.conftest import Gateway, GatewayFactory, wait_for
 from tests.simollama import SimOllama, SimServer
 
 SMALL, MEDIUM = "qwen2.5-coder:1.5b", "qwen2.5-coder:7b"
@@ -163,18 +163,18 @@ def background(url: str, path: str, body: dict[str, Any], results: list[Any], ti
     return t
 
 
+def occupy(gw: Gateway, sim: SimServer, results: list[Any]) -> threading.Thread:
+    """A long chat answer that holds Ollama's one slot; returns once Ollama runs it."""
+    chat = {"model": SMALL, "messages": [{"role": "user", "content": "long"}], "stream": False}
+    t = background(gw.url, "/api/chat", chat, results)
+    assert wait_for(lambda: bool(sim.sim.inference_log()), timeout=5)
+    return t
+
+
 def test_autocomplete_overtakes_queued_chat_and_embeddings(busy_sim: SimServer, make_gateway: GatewayFactory) -> None:
     gw = make_gateway(busy_sim.url, profile="battery-saver")  # no prefetch noise
     res: list[Any] = []
-    threads = [
-        background(
-            gw.url,
-            "/api/chat",
-            {"model": SMALL, "messages": [{"role": "user", "content": "long"}], "stream": False},
-            res,
-        )
-    ]
-    assert wait_for(lambda: bool(busy_sim.sim.inference_log()), timeout=5)
+    threads = [occupy(gw, busy_sim, res)]
     for i in range(2):
         threads.append(
             background(
@@ -199,10 +199,7 @@ def test_autocomplete_overtakes_queued_chat_and_embeddings(busy_sim: SimServer, 
 def test_client_that_left_while_queued_never_reaches_ollama(busy_sim: SimServer, make_gateway: GatewayFactory) -> None:
     gw = make_gateway(busy_sim.url, profile="battery-saver")
     res: list[Any] = []
-    t = background(
-        gw.url, "/api/chat", {"model": SMALL, "messages": [{"role": "user", "content": "long"}], "stream": False}, res
-    )
-    assert wait_for(lambda: bool(busy_sim.sim.inference_log()), timeout=5)
+    t = occupy(gw, busy_sim, res)
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(
             gw.url + "/api/generate",
@@ -219,10 +216,7 @@ def test_client_that_left_while_queued_never_reaches_ollama(busy_sim: SimServer,
 def test_superseded_completion_gets_409_and_never_runs(busy_sim: SimServer, make_gateway: GatewayFactory) -> None:
     gw = make_gateway(busy_sim.url, profile="battery-saver")
     res: list[Any] = []
-    running = background(
-        gw.url, "/api/chat", {"model": SMALL, "messages": [{"role": "user", "content": "long"}], "stream": False}, res
-    )
-    assert wait_for(lambda: bool(busy_sim.sim.inference_log()), timeout=5)
+    running = occupy(gw, busy_sim, res)
     older: list[Any] = []
     t_old = background(
         gw.url, "/api/generate", {"model": SMALL, "prompt": "def fo", "suffix": "\n", "stream": False}, older
