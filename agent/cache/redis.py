@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 REDIS_TIMEOUT = 0.25  # seconds per operation; a LAN Redis answers in about a millisecond
 RETRY_AFTER = 10.0  # seconds the tier rests after a failure
 KEY_PREFIX = "powergate:v1:"
+COUNT_EVERY_S = 60.0  # seconds between SCANs that count our keys: the dashboard polls every few seconds
 
 
 class RedisTier:
@@ -37,6 +38,7 @@ class RedisTier:
             health_check_interval=30,
         )
         self._down_until = 0.0
+        self._counted_at = -COUNT_EVERY_S  # never counted yet
         self.st = TierStats(self.name, available=False, error="not checked yet")
 
     @property
@@ -138,6 +140,7 @@ class RedisTier:
             async for k in self._client.scan_iter(match=KEY_PREFIX + "*", count=500):
                 await self._client.unlink(k)
                 n += 1
+            self._counted_at = -COUNT_EVERY_S  # count afresh at the next stats()
             self._ok()
         except (RedisError, OSError) as exc:
             self._failed(exc)
@@ -148,7 +151,9 @@ class RedisTier:
         pass
 
     async def stats(self) -> TierStats:
-        if self.usable:
+        # Counting means a SCAN over a Redis the whole team shares: do it at most once a
+        # minute (and after a clear), not on every dashboard or Prometheus poll.
+        if self.usable and time.monotonic() - self._counted_at >= COUNT_EVERY_S:
             try:
                 n = 0
                 async for _ in self._client.scan_iter(match=KEY_PREFIX + "*", count=1000):
@@ -156,6 +161,7 @@ class RedisTier:
                 self.st.entries = n
                 info = await self._client.info("memory")
                 self.st.bytes = int(info.get("used_memory", 0))
+                self._counted_at = time.monotonic()
                 self._ok()
             except (RedisError, OSError) as exc:
                 self._failed(exc)
