@@ -18,7 +18,7 @@ import httpx
 
 from agent import __version__
 from agent.cli_support import agent_url_for
-from agent.config import Settings, load_settings, settings_as_dict
+from agent.config import Settings, load_settings, settings_as_toml
 from agent.errors import ConfigError, PowergateError
 
 EXIT_OK = 0
@@ -120,11 +120,26 @@ class AgentNotRunning(PowergateError):
     pass
 
 
-def call_agent(settings: Settings, method: str, path: str, body: Any = None) -> Any:
+class BadRequest(PowergateError):
+    """The agent refused what the user asked for (HTTP 400): bad usage, exit 2."""
+
+
+def find_agent(settings: Settings, args: argparse.Namespace) -> str:
+    """The URL of the running agent, found the way `run` leaves it: the agent.json it
+    writes in its data dir names where it listens (whatever port it was started on).
+    --host/--port given to this command win; with no agent.json, the configured address."""
+    from agent.platform.single_instance import read_agent_info
+
+    if getattr(args, "host", None) or getattr(args, "port", None):
+        return agent_url(settings)
+    url = read_agent_info(settings.data_dir).get("url")
+    return url if isinstance(url, str) and url.startswith("http") else agent_url(settings)
+
+
+def call_agent(settings: Settings, url: str, method: str, path: str, body: Any = None) -> Any:
     headers = {}
     if settings.server.control_token:
         headers["X-Powergate-Token"] = settings.server.control_token
-    url = agent_url(settings)
     try:
         with httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT, trust_env=False) as c:
             r = c.request(method, path, json=body, headers=headers)
@@ -136,7 +151,8 @@ def call_agent(settings: Settings, method: str, path: str, body: Any = None) -> 
         raise PowergateError(f"unexpected answer from {url}{path}: HTTP {r.status_code}") from None
     if r.status_code >= 400:
         err = data.get("error") if isinstance(data, dict) else data
-        raise PowergateError(str(err.get("message") if isinstance(err, dict) else err))
+        message = str(err.get("message") if isinstance(err, dict) else err)
+        raise BadRequest(message) if r.status_code == 400 else PowergateError(message)
     return data
 
 
@@ -149,6 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args, upstreams=args.upstream, profile=args.profile)
     logfile = setup_logging(settings.log_dir, logging.DEBUG if args.debug else logging.INFO)
+    logging.captureWarnings(True)  # a library's warning is one log line, not a raw Python warning
     log.info(
         "powergate %s starting; config %s%s; data %s; log %s",
         __version__,
@@ -160,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.platform.single_instance import AlreadyRunning, SingleInstance
 
     url = agent_url(settings)
-    instance = SingleInstance()
+    instance = SingleInstance(settings.data_dir)
     try:
         instance.acquire(url)
     except AlreadyRunning as exc:
@@ -214,6 +231,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def fmt_size(n: float) -> str:
+    """Bytes for people: 0 bytes, 512 bytes, 3.4 kB, 12.0 MB, 1.2 GB."""
+    if n < 1000:
+        return f"{n:.0f} bytes"
+    for unit, size in (("kB", 1e3), ("MB", 1e6), ("GB", 1e9)):
+        if n < size * 1000 or unit == "GB":
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} bytes"  # pragma: no cover
+
+
+def _fmt_cleared(data: Any) -> str:
+    counts = data.get("cleared") if isinstance(data, dict) else None
+    if not isinstance(counts, dict):
+        return "The cache is cleared."
+    total = sum(v for v in counts.values() if isinstance(v, int))
+    if total == 0:
+        return "The cache is cleared (it held nothing)."
+    per_tier = ", ".join(f"{name} {n}" for name, n in counts.items())
+    return f"The cache is cleared: {total} {'entry' if total == 1 else 'entries'} removed ({per_tier})."
+
+
 def _fmt_status(s: dict[str, Any]) -> str:
     lines = [
         f"powergate {s['version']} on {s['listen']} (up {s['uptime_s']:.0f} s)",
@@ -227,7 +265,7 @@ def _fmt_status(s: dict[str, Any]) -> str:
     if cache:
         for t in cache.get("tiers", []):
             lines.append(
-                f"cache {t['name']}: {t.get('entries', '?')} entries, {t.get('bytes', 0) / 1e6:.1f} MB, hits {t.get('hits', 0)}"
+                f"cache {t['name']}: {t.get('entries', '?')} entries, {fmt_size(t.get('bytes', 0))}, hits {t.get('hits', 0)}"
                 + ("" if t.get("available", True) else f" (unavailable: {t.get('error', '')})")
             )
     power = s.get("power")
@@ -252,36 +290,38 @@ def _fmt_status(s: dict[str, Any]) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    data = call_agent(settings, "GET", "/agent/status")
+    data = call_agent(settings, find_agent(settings, args), "GET", "/agent/status")
     _out(json.dumps(data, indent=2) if args.json else _fmt_status(data))
     return EXIT_OK
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    url = find_agent(settings, args)
     if args.name:
         body = {"mode": "auto"} if args.name == "auto" else {"profile": args.name, "source": "cli"}
-        data = call_agent(settings, "PUT", "/agent/profile", body)
+        data = call_agent(settings, url, "PUT", "/agent/profile", body)
     else:
-        data = call_agent(settings, "GET", "/agent/profile")
+        data = call_agent(settings, url, "GET", "/agent/profile")
     _out(f"{data['profile']} ({data['mode']})")
     return EXIT_OK
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    url = find_agent(settings, args)
     if args.action == "clear":
-        data = call_agent(settings, "POST", "/agent/cache/clear")
-        _out("cache cleared" + (f": {data.get('cleared')}" if isinstance(data, dict) and data.get("cleared") else ""))
+        data = call_agent(settings, url, "POST", "/agent/cache/clear")
+        _out(_fmt_cleared(data))
         return EXIT_OK
-    data = call_agent(settings, "GET", "/agent/status")
+    data = call_agent(settings, url, "GET", "/agent/status")
     cache = data.get("cache") or {}
     if args.json:
         _out(json.dumps(cache, indent=2))
     else:
         for t in cache.get("tiers", []):
             _out(
-                f"{t['name']:<7} entries {t.get('entries', 0):>7}  bytes {t.get('bytes', 0):>12}  hits {t.get('hits', 0):>7}  misses {t.get('misses', 0):>7}"
+                f"{t['name']:<7} entries {t.get('entries', 0):>7}  size {fmt_size(t.get('bytes', 0)):>12}  hits {t.get('hits', 0):>7}  misses {t.get('misses', 0):>7}"
             )
     return EXIT_OK
 
@@ -291,10 +331,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "path":
         _out(str(settings.config_file))
         return EXIT_OK
-    import tomli_w
-
     _out(f"# effective config; file: {settings.config_file}{'' if settings.config_file_exists else ' (not present)'}")
-    _out(tomli_w.dumps(settings_as_dict(settings)))
+    _out(settings_as_toml(settings))
     return EXIT_OK
 
 
@@ -303,7 +341,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     settings = _settings(args, upstreams=args.upstream)
     try:
-        run_bench(settings, agent_url(settings), _out, model=args.model, steps=args.steps, pause=not args.no_pause)
+        run_bench(settings, find_agent(settings, args), _out, model=args.model, steps=args.steps, pause=not args.no_pause)
     except BenchError as exc:
         _err(f"powergate bench: {exc}")
         return EXIT_FAIL
@@ -359,6 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentNotRunning as exc:
         _err(str(exc))
         return EXIT_FAIL
+    except BadRequest as exc:
+        _err(f"powergate: {exc}")
+        return EXIT_USAGE
     except PowergateError as exc:
         _err(f"powergate: {exc}")
         return EXIT_FAIL

@@ -109,11 +109,12 @@ class Settings:
     config_file: Path | None = None
     config_file_exists: bool = False
     data_dir: Path = field(default_factory=paths.default_data_dir)
+    data_dir_given: bool = False  # --data-dir or POWERGATE_DATA_DIR: the same effect
     initial_profile: str = "auto"
 
     @property
     def log_dir(self) -> Path:
-        return paths.log_dir(self.data_dir)
+        return paths.log_dir(self.data_dir if self.data_dir_given else None)
 
     def profile(self, name: str) -> Profile:
         return self.profiles[name]
@@ -406,10 +407,8 @@ def load_settings(
     for name, overrides in checked.get("profiles", {}).items():
         profiles[name] = merge_profile(name, overrides)
 
-    if data_dir:
-        ddir = Path(data_dir)
-    else:
-        ddir = paths.default_data_dir()
+    given = bool(data_dir) or bool(os.environ.get("POWERGATE_DATA_DIR"))
+    ddir = Path(data_dir) if data_dir else paths.default_data_dir()
 
     initial = profile or "auto"
     if initial != "auto" and initial not in profiles:
@@ -426,6 +425,7 @@ def load_settings(
         config_file=path,
         config_file_exists=exists,
         data_dir=ddir,
+        data_dir_given=given,
         initial_profile=initial,
     )
 
@@ -438,7 +438,7 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
             "port": s.server.port,
             "max_body_mb": s.server.max_body_mb,
             "allowed_origins": list(s.server.allowed_origins),
-            "control_token": "***" if s.server.control_token else "",
+            "control_token": "***" if s.server.control_token else "",  # settings_as_toml leaves it out
         },
         "upstream": [{"url": u.url, "max_concurrency": u.max_concurrency, "weight": u.weight} for u in s.upstreams],
         "cache": {
@@ -465,3 +465,33 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
         "notifications": {"enabled": s.notifications.enabled},
         "profiles": {name: {k: v for k, v in p.as_dict().items() if k != "name"} for name, p in s.profiles.items()},
     }
+
+
+def _toml_numbers(value: Any) -> Any:
+    # Size and time fields are validated into floats; a whole number is written back as
+    # the integer the user wrote (32, not 32.0), and reads back to the same setting.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _toml_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_toml_numbers(v) for v in value]
+    return value
+
+
+def settings_as_toml(s: Settings) -> str:
+    """The effective config as TOML that `--config` reads back to the same settings
+    (`powergate config show`). The control token is the one thing left out: it is a secret."""
+    import tomli_w
+
+    data = _toml_numbers(settings_as_dict(s))
+    server = dict(data.pop("server", {}))
+    token_note = ""
+    if server.pop("control_token", ""):
+        token_note = "# control_token is set (not shown: it is a secret; see the config file)\n"
+    upstreams = data.pop("upstream", [])
+    parts = ["[server]\n" + tomli_w.dumps(server) + token_note]
+    # tomli_w would inline a short array of tables; the documented form is [[upstream]]
+    parts += ["[[upstream]]\n" + tomli_w.dumps(u) for u in upstreams]
+    parts.append(tomli_w.dumps(data))
+    return "\n".join(parts)

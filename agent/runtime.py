@@ -174,15 +174,17 @@ class Runtime:
 
     # ------------------------------------------------------------ life cycle
     async def start(self) -> None:
+        down = 0
         for health, up in zip(await self.upstreams.check_all(), self.upstreams.upstreams, strict=True):
             if health.reachable:
                 log.info("upstream %s ready (Ollama %s)", up.url, health.version)
             else:
-                log.warning(
-                    "Ollama is not reachable at %s yet: powergate starts anyway and serves cached "
-                    "answers; requests that need Ollama get a clear 502 until it is up",
-                    up.url,
-                )
+                down += 1  # the health check has said so, with the URL and how to start it: once is enough
+        if down:
+            log.info(
+                "powergate starts anyway: cached answers are served, and requests that need an unreachable "
+                "upstream get a 502 naming it until it is up"
+            )
         if self.cache.redis is not None:
             if await self.cache.redis.ping():
                 log.info("redis cache tier %s connected", self.settings.cache.redis_url)

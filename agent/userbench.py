@@ -162,16 +162,21 @@ def run_bench(
     out(f"powergate bench: {steps} suggestions with {model} and an embedding pass with {embed_model}")
     out(f"  direct: {upstream}   through powergate: {agent_url} (profile {prof['profile']})")
     runs = {"direct": Run(), "powergate": Run()}
-    with httpx.Client(timeout=TIMEOUT, trust_env=False, headers={"Cache-Control": "no-store"}) as warm:
-        warm.post(
-            f"{upstream}/api/generate", json={"model": model, "prompt": "", "keep_alive": "10m"}
-        )  # load once, for both
-    with httpx.Client(timeout=TIMEOUT, trust_env=False) as c:
-        for name, base in (("direct", upstream), ("powergate", agent_url)):
-            out(f"  running {name}...")
-            _session(c, base, model, steps, seed=7, run=runs[name], pause=pause)
-            _embed(c, base, embed_model, runs[name])
-            _embed(c, base, embed_model, runs[name])  # a second pass: an unchanged project re-indexed
+    # The figures are for the profile named above: pin it for the whole run (the auto policy
+    # could switch on a charger change or a CPU spike), and give the agent back its mode after.
+    control = httpx.Client(base_url=agent_url, timeout=5, trust_env=False, headers=headers)
+    control.put("/agent/profile", json={"profile": prof["profile"], "mode": "manual", "source": "bench"})
+    try:
+        _compare(upstream, agent_url, model, embed_model, steps, pause, runs, out)
+        after = control.get("/agent/profile").json()
+    finally:
+        if prof["mode"] == "auto":
+            control.put("/agent/profile", json={"mode": "auto", "source": "bench"})
+        elif not prof.get("pinned"):
+            control.put("/agent/profile", json={"profile": prof["profile"], "source": "bench"})
+        control.close()
+    if after.get("profile") != prof["profile"]:
+        out(f"  note: the profile changed to {after.get('profile')} during the run (someone switched it)")
     d, g = runs["direct"].summary(), runs["powergate"].summary()
     saved = sum(v for k, v in g["outcomes"].items() if k.startswith("hit") or k in ("typeahead", "coalesced"))
     out("")
@@ -186,3 +191,26 @@ def run_bench(
         f"embedding inputs sent to Ollama on the second pass: {runs['powergate'].embed_upstream_inputs}"
     )
     return {"direct": d, "powergate": g, "saved": saved, "model": model}
+
+
+def _compare(
+    upstream: str,
+    agent_url: str,
+    model: str,
+    embed_model: str,
+    steps: int,
+    pause: bool,
+    runs: dict[str, Run],
+    out: Callable[[str], None],
+) -> None:
+    """The same editing session and embedding passes, directly and through the agent."""
+    with httpx.Client(timeout=TIMEOUT, trust_env=False, headers={"Cache-Control": "no-store"}) as warm:
+        warm.post(
+            f"{upstream}/api/generate", json={"model": model, "prompt": "", "keep_alive": "10m"}
+        )  # load once, for both
+    with httpx.Client(timeout=TIMEOUT, trust_env=False) as c:
+        for name, base in (("direct", upstream), ("powergate", agent_url)):
+            out(f"  running {name}...")
+            _session(c, base, model, steps, seed=7, run=runs[name], pause=pause)
+            _embed(c, base, embed_model, runs[name])
+            _embed(c, base, embed_model, runs[name])  # a second pass: an unchanged project re-indexed

@@ -52,7 +52,7 @@ def venv_python(env_dir: Path) -> Path:
 
 
 def _quiet(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
 
 
 def _has_pip(python: Path) -> bool:
@@ -131,12 +131,12 @@ def ensure_installed(extras: list[str], env_dir: Path | None = None) -> Path:
     ):
         return python
     spec = f".[{','.join(want['extras'])}]" if want["extras"] else "."  # type: ignore[arg-type]
-    r = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-e", spec],
-        cwd=ROOT,
-    )
+    print(f"bootstrap: installing powergate{spec[1:]} into {env_dir} (once; a minute or two)", file=sys.stderr)
+    # pip's and the build backend's chatter is kept back unless the install fails
+    r = _quiet([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-e", spec])
     if r.returncode != 0:
-        raise BootstrapError(f"installing powergate{spec[1:]} into {env_dir} failed (pip's output is above)")
+        tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-40:])
+        raise BootstrapError(f"installing powergate{spec[1:]} into {env_dir} failed; pip said:\n{tail}")
     (env_dir / STAMP).write_text(json.dumps(want))
     return python
 

@@ -51,7 +51,7 @@ def test_run_without_ollama_starts_and_says_so(agent_proc: tuple[subprocess.Pope
     r = run_cli("profile", "battery-saver", env=env)
     assert r.returncode == 0 and r.stdout.strip() == "battery-saver (manual)"
     r = run_cli("profile", "turbo", env=env)
-    assert r.returncode == 1 and "valid: auto, performance, balanced, battery-saver" in r.stderr
+    assert r.returncode == 2 and "valid: auto, performance, balanced, battery-saver" in r.stderr  # bad usage
     r = run_cli("profile", "auto", env=env)
     assert r.stdout.strip() == "balanced (auto)"  # on battery at 80%, the policy's choice at once
     proc.terminate()
@@ -123,7 +123,13 @@ def test_user_bench_against_ollama_and_the_running_agent(agent_with_sim: tuple[s
         assert words in r.stdout, (words, r.stdout)
     r = run_cli("bench", "--steps", "3", "--no-pause", "--model", "starcoder2:3b", env=env, timeout=60)
     assert r.returncode == 1 and "ollama pull starcoder2:3b" in r.stderr
-    r = run_cli("bench", env=dict(env, POWERGATE_PORT=str(free_port())), timeout=60)
+    # the figures are for one profile: pinned during the run, back to auto after
+    status = httpx.get(f"http://127.0.0.1:{env['POWERGATE_PORT']}/agent/status", timeout=5).json()
+    assert status["mode"] == "auto"
+    bench_changes = [h for h in status["history"] if h["source"] == "bench"]
+    assert bench_changes[0]["mode"] == "manual" and bench_changes[-1]["mode"] == "auto", status["history"]
+    no_agent = dict(env, POWERGATE_PORT=str(free_port()), POWERGATE_DATA_DIR=env["POWERGATE_DATA_DIR"] + "-none")
+    r = run_cli("bench", env=no_agent, timeout=60)
     assert r.returncode == 1 and "powergate run" in r.stderr
 
 

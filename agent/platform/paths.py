@@ -25,9 +25,10 @@ def default_data_dir() -> Path:
 
 
 def log_dir(data_dir: Path | None = None) -> Path:
-    # With an explicit data dir (tests, portable installs) logs live beside the data,
-    # so that a run never writes outside the folder it was given.
-    if data_dir is not None and os.environ.get("POWERGATE_DATA_DIR") is not None:
+    """`<data dir>/logs` for a data dir given by --data-dir or POWERGATE_DATA_DIR (tests,
+    portable installs: a run never writes outside the folder it was given), else the
+    platform's user log dir."""
+    if data_dir is not None:
         return data_dir / "logs"
     return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
 

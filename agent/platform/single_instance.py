@@ -2,7 +2,13 @@
 
 Both are released by the OS when the process dies, even after kill -9, so a
 stale lock never blocks a start. Beside the lock, `agent.json` says where the
-running agent listens, so a second `powergate run` can tell the user.
+running agent listens, so a second `powergate run` can tell the user and
+`powergate status|profile|cache` find it on whatever port it was started.
+
+Lock and `agent.json` live in the data dir (the per-user default, or the one given
+by --data-dir / POWERGATE_DATA_DIR): one agent per data dir, so one per user by
+default. (Not the XDG runtime dir: it is often unset, e.g. over ssh or in a
+container, and platformdirs then warns on every start.)
 """
 
 from __future__ import annotations
@@ -15,24 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
-from agent.platform.paths import APP_NAME
-
 ERROR_ALREADY_EXISTS = 183
 INFO_FILE = "agent.json"
 
 
-def lock_dir() -> Path:
-    # With POWERGATE_DATA_DIR (portable installs, tests) the lock lives there, so that
-    # independent data dirs are independent agents; otherwise one per user.
-    env = os.environ.get("POWERGATE_DATA_DIR")
-    if env:
-        return Path(env)
+def read_agent_info(data_dir: Path) -> dict[str, Any]:
+    """What the agent of this data dir wrote at start ({"pid", "url"}), or {}."""
     try:
-        return Path(platformdirs.user_runtime_dir(APP_NAME, appauthor=False))
-    except Exception:  # no runtime dir on this platform
-        return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+        data = json.loads((data_dir / INFO_FILE).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 class AlreadyRunning(Exception):
@@ -106,10 +105,8 @@ class FileLock:
 
 
 class SingleInstance:
-    def __init__(
-        self, directory: Path | None = None, windows: bool | None = None, mutex: WindowsMutex | None = None
-    ) -> None:
-        self.dir = directory or lock_dir()
+    def __init__(self, directory: Path, windows: bool | None = None, mutex: WindowsMutex | None = None) -> None:
+        self.dir = directory
         self.info_path = self.dir / INFO_FILE
         on_windows = sys.platform == "win32" if windows is None else windows
         if on_windows:
@@ -128,11 +125,7 @@ class SingleInstance:
         os.replace(tmp, self.info_path)
 
     def read_info(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.info_path.read_text())
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+        return read_agent_info(self.dir)
 
     def release(self) -> None:
         try:

@@ -49,6 +49,7 @@ class Notifier:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="notify")
         self.sent: list[tuple[str, str, str]] = []
         self.dropped = 0
+        self.failures: set[str] = set()  # why notifications could not be shown, each logged once
 
     def notify(self, kind: str, title: str, message: str) -> bool:
         """Queue a notification; False when disabled or rate-limited."""
@@ -74,8 +75,13 @@ class Notifier:
                 icon.notify(message, title)
             else:
                 self._fallback(title, message)
-        except Exception as exc:  # a broken notification backend is only worth a log line
-            log.info("notification not shown (%s: %s)", type(exc).__name__, exc)
+        except Exception as exc:  # a missing notification service is worth one log line, not one per switch
+            why = f"{type(exc).__name__}: {exc}"
+            if why not in self.failures:
+                self.failures.add(why)
+                log.info("notifications are not shown (%s); powergate works without them", why)
+            else:
+                log.debug("notification not shown (%s)", why)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

@@ -37,7 +37,15 @@ class OllamaUpstream(Upstream):
     async def check(self) -> UpstreamHealth:
         """GET /api/version with a short timeout."""
         try:
-            r = await self.client.get("/api/version", timeout=HEALTH_TIMEOUT)
+            try:
+                r = await self.client.get("/api/version", timeout=HEALTH_TIMEOUT)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # A kept-alive connection the server closed while idle is not an outage:
+                # ask once more on a fresh connection before declaring Ollama down.
+                async with httpx.AsyncClient(
+                    base_url=self.url, timeout=HEALTH_TIMEOUT, trust_env=False, headers=self.client.headers
+                ) as fresh:
+                    r = await fresh.get("/api/version")
             r.raise_for_status()
             self.health.version = str(r.json().get("version", ""))
             self._mark(True)
