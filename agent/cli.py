@@ -252,11 +252,36 @@ def _fmt_cleared(data: Any) -> str:
     return f"The cache is cleared: {total} {'entry' if total == 1 else 'entries'} removed ({per_tier})."
 
 
+def fmt_duration(seconds: float) -> str:
+    """0.4 s, 12 s, 3 min 12 s, 2 h 5 min."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+
+
+def fmt_savings(label: str, sv: dict[str, Any], watts: float) -> str:
+    n = sv["requests"]
+    share = f"{sv['served_without_model'] / n:.0%}" if n else "-"
+    return (
+        f"saved {label}: {n} requests, {share} answered without the model, "
+        f"model time {fmt_duration(sv['model_time_saved_s'])}, {sv['upstream_calls_avoided']} upstream calls avoided, "
+        f"energy ~{sv['energy_saved_wh']:.2f} Wh (estimate at {watts:g} W)"
+    )
+
+
 def _fmt_status(s: dict[str, Any]) -> str:
     lines = [
         f"powergate {s['version']} on {s['listen']} (up {s['uptime_s']:.0f} s)",
         f"profile: {s['profile']} ({s['mode']}{', pinned' if s.get('pinned') and s['mode'] == 'manual' else ''})",
     ]
+    sv = s.get("savings")
+    if sv:
+        lines.append(fmt_savings("since start", sv, sv["model_watts"]))
+        lines.append(fmt_savings("today", sv["today"], sv["model_watts"]))
     for u in s.get("upstreams", []):
         state = {True: "reachable", False: "NOT reachable", None: "not checked yet"}[u["reachable"]]
         ver = f", Ollama {u['version']}" if u.get("version") else ""

@@ -97,6 +97,16 @@ class NotifySettings:
     enabled: bool = True
 
 
+# What a laptop draws on top of idle while a local model generates (CPU or integrated
+# GPU under full load: roughly 15-45 W; a discrete GPU draws more: set your own).
+DEFAULT_MODEL_WATTS = 30.0  # watts
+
+
+@dataclass(frozen=True)
+class SavingsSettings:
+    model_watts: float = DEFAULT_MODEL_WATTS  # for the energy estimate: model time saved x this
+
+
 @dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -105,6 +115,7 @@ class Settings:
     power: PowerSettings = field(default_factory=PowerSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
     notifications: NotifySettings = field(default_factory=NotifySettings)
+    savings: SavingsSettings = field(default_factory=SavingsSettings)
     profiles: dict[str, Profile] = field(default_factory=lambda: dict(BUILTIN_PROFILES))
     config_file: Path | None = None
     config_file_exists: bool = False
@@ -272,6 +283,7 @@ CACHE_KEYS: dict[str, Validator] = {
 POWER_KEYS: dict[str, Validator] = {"source": _power_source, "interval_s": _interval}
 MODEL_KEYS: dict[str, Validator] = {k: _tier_or_model for k in ("small", "medium", "large", "embed")}
 NOTIFY_KEYS: dict[str, Validator] = {"enabled": _bool}
+SAVINGS_KEYS: dict[str, Validator] = {"model_watts": _number_min(0.0, exclusive=True)}
 PROFILE_KEYS: dict[str, Validator] = {
     "memory_mb": _number_min(0),
     "disk_mb": _number_min(0),
@@ -289,7 +301,7 @@ PROFILE_KEYS: dict[str, Validator] = {
 }
 assert set(PROFILE_KEYS) == set(PROFILE_FIELDS), "every profile field needs a validator"
 
-SECTIONS = ("server", "upstream", "cache", "power", "models", "notifications", "profiles")
+SECTIONS = ("server", "upstream", "cache", "power", "models", "notifications", "savings", "profiles")
 
 
 def _validate_table(table: Any, keys: dict[str, Validator], prefix: str, source: str) -> dict[str, Any]:
@@ -328,6 +340,7 @@ def parse_config(data: dict[str, Any], source: str = "") -> dict[str, Any]:
         ("power", POWER_KEYS),
         ("models", MODEL_KEYS),
         ("notifications", NOTIFY_KEYS),
+        ("savings", SAVINGS_KEYS),
     ):
         if section in data:
             out[section] = _validate_table(data[section], keys, section, source)
@@ -421,6 +434,7 @@ def load_settings(
         power=PowerSettings(**checked.get("power", {})),
         models=models,
         notifications=NotifySettings(**checked.get("notifications", {})),
+        savings=SavingsSettings(**checked.get("savings", {})),
         profiles=profiles,
         config_file=path,
         config_file_exists=exists,
@@ -463,6 +477,7 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
             "embed": s.models.embed,
         },
         "notifications": {"enabled": s.notifications.enabled},
+        "savings": {"model_watts": s.savings.model_watts},
         "profiles": {name: {k: v for k, v in p.as_dict().items() if k != "name"} for name, p in s.profiles.items()},
     }
 

@@ -24,6 +24,7 @@ from agent.gateway.validate import INFERENCE_KINDS
 
 if TYPE_CHECKING:
     from agent.runtime import Runtime
+    from agent.savings import Savings
 
 ENDPOINTS = tuple(INFERENCE_KINDS)  # the inference paths the gateway serves
 SUGGESTION_ENDPOINTS = ("/api/generate", "/v1/completions")
@@ -84,7 +85,8 @@ class Bucket:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, savings: Savings | None = None) -> None:
+        self.savings = savings
         self.registry = CollectorRegistry(auto_describe=True)
         self.duration = Histogram(
             "powergate_request_duration_seconds",
@@ -142,6 +144,8 @@ class Metrics:
             if tw is None:
                 tw = self.ttfb_window[endpoint] = deque(maxlen=WINDOW)
             tw.append(ttfb)
+        if self.savings is not None:
+            self.savings.answered(outcome, status)
         b = self._bucket(time.time())
         b.counts[outcome] = b.counts.get(outcome, 0) + 1
         if endpoint in SUGGESTION_ENDPOINTS and status == 200:
@@ -267,6 +271,15 @@ class StateCollector(Collector):
         ):
             value = rt.scheduling_stats()[name] if name == "dropped_before_upstream" else rt.counters.get(name, 0)
             yield CounterMetricFamily(f"powergate_{name}", help_text, value=value)
+        sv = rt.savings_figures()
+        for key, help_text in (
+            ("requests", "Inference requests answered (2xx) since start"),
+            ("served_without_model", "Requests answered with no model work (cache hits, typeahead)"),
+            ("model_time_saved_s", "Upstream model time the answers served without it would have cost, seconds"),
+            ("upstream_calls_avoided", "Upstream calls avoided: hits, typeahead, coalesced, dropped, superseded"),
+            ("energy_saved_wh", "Estimated energy saved: model time saved x [savings] model_watts, watt-hours"),
+        ):
+            yield CounterMetricFamily(f"powergate_savings_{key}", help_text, value=sv[key])
         prof = GaugeMetricFamily(
             "powergate_profile", "The profile in force (1) and its mode", labels=["profile", "mode"]
         )
@@ -438,6 +451,7 @@ async def metrics_document(rt: Runtime) -> dict[str, Any]:
         },
         "counters": {"reloads_avoided": rt.reloads_avoided, "unloads": rt.unloads, "capped": rt.capped, **rt.counters},
         "scheduling": rt.scheduling_stats(),
+        "savings": rt.savings_figures(),
         "series": m.series(),
         "power": list(m.power),
         "timeline": [

@@ -18,6 +18,7 @@ from agent.power.base import PowerSnapshot
 from agent.prefetch import Prefetcher
 from agent.profiles import TIERS, Profile
 from agent.routing import tier_of
+from agent.savings import Savings
 from agent.upstreams.pool import UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class Runtime:
         self.unloads = 0
         self.capped = 0
         self.counters: dict[str, int] = {}  # prefetch and scheduling counts, for metrics
-        self.metrics = Metrics()
+        self.savings = Savings(settings.savings.model_watts)
+        self.metrics = Metrics(self.savings)
         self.metrics.registry.register(StateCollector(self))
         self.prefetcher = Prefetcher(self)
 
@@ -160,6 +162,13 @@ class Runtime:
 
     def routing_stats(self) -> dict[str, Any]:
         return {"reloads_avoided": self.reloads_avoided, "unloads": self.unloads, "capped": self.capped}
+
+    def savings_figures(self) -> dict[str, Any]:
+        """The `savings` object of /agent/status and /agent/metrics."""
+        sched = sum(
+            u.scheduler.stats.dropped_before_upstream + u.scheduler.stats.superseded for u in self.upstreams.upstreams
+        )
+        return self.savings.describe(sched)
 
     def scheduling_stats(self) -> dict[str, Any]:
         per = {u.url: u.scheduler.describe() for u in self.upstreams.upstreams}

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent import __version__
 from agent.control import UnknownProfile
@@ -25,6 +26,36 @@ if TYPE_CHECKING:
     from agent.runtime import Runtime
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+# The dashboard's own files only: no inline script or style, no plug-ins, no framing (the
+# page can switch profiles: no clickjacking), no Referer carrying anything out.
+DASHBOARD_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+DASHBOARD_HEADERS = {
+    "Content-Security-Policy": DASHBOARD_CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class DashboardFiles:
+    """The dashboard's static files with the dashboard's security headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                raw = list(message.get("headers", []))
+                raw += [(k.lower().encode(), v.encode()) for k, v in DASHBOARD_HEADERS.items()]
+                message = {**message, "headers": raw}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def control_routes(rt: Runtime) -> list[BaseRoute]:
@@ -121,18 +152,23 @@ def control_routes(rt: Runtime) -> list[BaseRoute]:
     static = StaticFiles(directory=str(assets_dir() / "dashboard"), check_dir=False)
 
     async def dashboard(request: Request) -> Response:
+        # The page holds no data (it asks the guarded API with the token it was opened
+        # with), so it is served without the token: a reload after the page dropped the
+        # token from its URL still works.
         index = assets_dir() / "dashboard" / "index.html"
         if not index.exists():
             return error_response(
                 request.url.path, "the dashboard files are missing from this installation", 404, headers=hdrs()
             )
-        return FileResponse(index, media_type="text/html", headers={**hdrs(), "Cache-Control": "no-cache"})
+        return FileResponse(
+            index, media_type="text/html", headers={**hdrs(), "Cache-Control": "no-cache", **DASHBOARD_HEADERS}
+        )
 
     return [
         Route("/agent/metrics", guarded(metrics_json), methods=["GET"]),
         Route("/metrics", guarded(prometheus), methods=["GET"]),
-        Route("/dashboard", guarded(dashboard), methods=["GET"]),
-        Mount("/dashboard/static", app=static),
+        Route("/dashboard", dashboard, methods=["GET"]),
+        Mount("/dashboard/static", app=DashboardFiles(static)),
         Route("/agent/cache", guarded(cache_state), methods=["GET", "PUT"]),
         Route("/agent/cache/clear", guarded(cache_clear), methods=["POST"]),
         Route("/agent/status", guarded(status), methods=["GET"]),
@@ -166,5 +202,6 @@ async def status_document(rt: Runtime) -> dict[str, Any]:
         "cache_paused": c.cache_paused,
         "cache": await rt.cache.describe(),
         "recommendations": recommendations(rt),
+        "savings": rt.savings_figures(),
         "in_flight": len(rt.flights),
     }

@@ -16,6 +16,7 @@ from agent.journey.lookup import CachePlan
 from agent.journey.request import InferenceRequest
 from agent.journey.speculate import guess_next
 from agent.metrics import parse_final
+from agent.savings import entry_model_seconds
 
 if TYPE_CHECKING:
     from agent.runtime import Runtime
@@ -70,10 +71,14 @@ def record_upstream(rt: Runtime, flight: Flight) -> None:
     doc = parse_final(flight.chunks[-1]) if flight.chunks else None
     if doc is not None and not is_sse(flight.api):
         rt.metrics.record_upstream(doc, flight.wall_s, flight.queued)
+    # each follower of a coalesced call got this answer without its own model run
+    rt.savings.model_time(flight.followers * entry_model_seconds(flight.chunks, {"model_s": flight.wall_s}))
 
 
 def store(rt: Runtime, flight: Flight, probe: typeahead.Probe | None) -> None:
-    entry = Entry(flight.api, flight.model, list(flight.chunks), meta={"form": "whole"} if flight.whole else {})
+    meta: dict[str, Any] = {"form": "whole"} if flight.whole else {}
+    meta["model_s"] = round(flight.wall_s, 4)  # what a hit saves when the answer has no total_duration
+    entry = Entry(flight.api, flight.model, list(flight.chunks), meta=meta)
     rt.cache.store(flight.key, entry)
     if probe is not None:
         rt.cache.typeahead.add(probe, completion_text(flight.api, entry.chunks), flight.key)

@@ -19,6 +19,7 @@ from agent.gateway.responses import H_CACHE
 from agent.journey.answer import replay
 from agent.journey.request import TYPEAHEAD, InferenceRequest
 from agent.journey.speculate import guess_next
+from agent.savings import entry_model_seconds, typeahead_share
 
 if TYPE_CHECKING:
     from agent.runtime import Runtime
@@ -58,6 +59,7 @@ async def lookup(req: InferenceRequest, rt: Runtime, cp: CachePlan) -> Response 
             cache.typeahead.add(cp.probe, completion_text(req.api, entry.chunks), cp.key)
             guess_next(req, rt, entry.chunks, req.model)
         req.headers[H_CACHE] = outcome
+        rt.savings.model_time(entry_model_seconds(entry.chunks, entry.meta))
         return replay(entry, req.api, req.stream, req.include_usage, req.headers)
     if cp.probe is None:
         return None
@@ -69,6 +71,7 @@ async def lookup(req: InferenceRequest, rt: Runtime, cp: CachePlan) -> Response 
     if source is None:
         return None
     synth = Entry(req.api, req.model, synth_completion(req.api, req.model, rest, source.chunks))
+    rt.savings.model_time(entry_model_seconds(source.chunks, source.meta) * typeahead_share(rest, rec.completion))
     rt.prefetcher.used(source.meta)
     guess_next(req, rt, synth.chunks, req.model)
     req.headers[H_CACHE] = TYPEAHEAD
