@@ -184,6 +184,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err(str(exc))
         return EXIT_FAIL
     server = AgentServer(settings)
+    tray: Any = None
+    stop_requested = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+        server.request_stop()
+        if tray is not None:
+            tray.quit()
+
+    # Before anything answers: a service manager's SIGTERM during start-up is a clean stop too.
+    for sig in ("SIGTERM", "SIGBREAK", "SIGHUP"):
+        if hasattr(signal, sig):
+            signal.signal(getattr(signal, sig), _stop)
     try:
         server.start()
     except PowergateError as exc:
@@ -197,23 +211,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         url,
     )
 
-    def _stop(*_: object) -> None:
+    if stop_requested:  # asked to stop while starting
         server.request_stop()
-        if tray is not None:
-            tray.quit()
-
     from agent.desktop import start_tray, wire_notifications
     from agent.tray.notify import Notifier
 
     tray = None if args.no_tray else start_tray(server, url, settings.server.control_token)
     notifier = Notifier(settings.notifications.enabled and not args.no_tray, icon=lambda: tray.icon if tray else None)
     wire_notifications(server, notifier, url)
-
-    for sig in ("SIGTERM", "SIGBREAK", "SIGHUP"):
-        if hasattr(signal, sig):
-            signal.signal(getattr(signal, sig), _stop)
     try:
-        if tray is not None:
+        if tray is not None and not stop_requested:
             tray.run()  # the main thread belongs to the tray until Quit
         else:
             # POSIX: the wait is interrupted by signals, so it can block until the server
