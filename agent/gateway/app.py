@@ -17,7 +17,7 @@ from agent.cache.answers import assemble, completion_text, is_sse, stream_bytes,
 from agent.cache.base import Entry
 from agent.cache.keys import API_BY_PATH, COMPLETION_APIS, answer_fields, cacheable, request_key
 from agent.errors import BadRequest, PowergateError, UpstreamBusy, UpstreamError, UpstreamUnavailable
-from agent.gateway import proxy
+from agent.gateway import lanes, proxy
 from agent.gateway.control_api import control_routes
 from agent.gateway.embeddings import EmbeddingService
 from agent.gateway.flights import Flight
@@ -30,6 +30,8 @@ from agent.profiles import Profile
 from agent.routing import route
 from agent.runtime import Runtime
 from agent.scheduling import priority_for
+from agent.services import lightrag_chat
+from agent.services.lightrag import unconfigured_routes
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,8 @@ class Gateway:
             return self._error(path, exc, profile=profile.name)
         kind = INFERENCE_KINDS[path]
         openai = path.startswith("/v1/")
+        if requested == lightrag_chat.MODEL:
+            return await lightrag_chat.respond(request, self.rt.lightrag, path, body, profile)
         decision = route(requested, kind, body, profile, self.rt.settings.models)
         body["model"] = decision.model
         if decision.reason == "cap":
@@ -113,12 +117,13 @@ class Gateway:
         cache = self.rt.cache
         use_cache = (
             not self.rt.controller.cache_paused
-            and cacheable(api, body, self.rt.settings.cache.chat)
+            and cacheable(api, body, lanes.cache_chat_mode(request, self.rt.settings.cache.chat))
             and not (no_read and no_store)
         )
         if not use_cache:
             headers[H_CACHE] = BYPASS
-            return await self._forward(request, path, body, stream, headers, priority_for(decision.job, kind))
+            priority = lanes.priority(request, priority_for(decision.job, kind))
+            return await self._forward(request, path, body, stream, headers, priority)
 
         key = request_key(api, decision.model, body)
         probe = typeahead.probe_for(api, decision.model, body, answer_fields(body)) if api in COMPLETION_APIS else None
@@ -169,7 +174,7 @@ class Gateway:
                 fwd,
                 register=not no_read,
                 whole=not stream,
-                priority=priority_for(decision.job, kind),
+                priority=lanes.priority(request, priority_for(decision.job, kind)),
                 client=client,
                 prefix=prefix,
             )
@@ -340,6 +345,7 @@ def build_app(runtime: Runtime) -> Starlette:
         Route("/api/version", gw.version, methods=["GET", "HEAD"]),
         *[Route(p, gw.inference, methods=["POST"]) for p in INFERENCE_KINDS],
         *control_routes(runtime),
+        *(runtime.lightrag.routes() if runtime.lightrag is not None else unconfigured_routes()),
         Route("/api/{rest:path}", gw.passthrough, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
         Route("/v1/models", gw.passthrough, methods=["GET"]),
         Route("/v1/models/{rest:path}", gw.passthrough, methods=["GET"]),
@@ -375,4 +381,4 @@ def build_app(runtime: Runtime) -> Starlette:
         check_host=server.is_loopback,
         allowed_origins=server.allowed_origins,
     )
-    return secured  # type: ignore[return-value]
+    return lanes.LaneMiddleware(secured)  # type: ignore[return-value]
