@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -165,7 +164,7 @@ class LightRAGFront:
         self.stats = QueryStats()
         self.flights: dict[str, QueryFlight] = {}
         self._polling = False
-        self._last_poll = 0.0
+        self.polls = 0  # watch polls completed
         self.client = httpx.AsyncClient(
             base_url=self.url,
             timeout=httpx.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT, write=WRITE_TIMEOUT, pool=None),
@@ -239,7 +238,7 @@ class LightRAGFront:
             if pipeline is not None:
                 self.watch.observe_pipeline(pipeline, from_poll=True)
         finally:
-            self._last_poll = time.monotonic()
+            self.polls += 1
             self._polling = False
 
     def on_snapshot(self, snap: Any) -> None:
@@ -462,7 +461,7 @@ class LightRAGFront:
 
     # ------------------------------------------------------------ status and life cycle
     def describe(self) -> dict[str, Any]:
-        return {"url": self.url, **self.watch.state.as_dict(), "query_cache": self.stats.as_dict()}
+        return {"url": self.url, **self.watch.state.as_dict(), "polls": self.polls, "query_cache": self.stats.as_dict()}
 
     async def start(self) -> None:
         await self.poll()

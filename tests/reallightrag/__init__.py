@@ -126,15 +126,15 @@ class LightRAGServer:
 
     def start(self) -> LightRAGServer:
         python = ensure_venv()
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(python), str(LAUNCHER)],
-            cwd=self.workdir,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own handle
+            self.proc = subprocess.Popen(
+                [str(python), str(LAUNCHER)],
+                cwd=self.workdir,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
