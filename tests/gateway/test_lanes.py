@@ -38,7 +38,10 @@ def test_every_api_works_under_a_lane(sim: SimServer, make_gateway: GatewayFacto
             assert c.get(f"/lane/{lane}/api/tags").json()["models"]
             r = c.post(f"/lane/{lane}/api/embed", json={"model": "embed", "input": ["x"]})
             assert r.status_code == 200 and len(r.json()["embeddings"]) == 1
-            r = c.post(f"/lane/{lane}/v1/chat/completions", json={"model": "chat", "messages": [{"role": "user", "content": lane}]})
+            r = c.post(
+                f"/lane/{lane}/v1/chat/completions",
+                json={"model": "chat", "messages": [{"role": "user", "content": lane}]},
+            )
             assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
         r = c.post("/lane/bogus/api/chat", json={"model": SMALL, "messages": []})
         assert r.status_code == 404 and "unknown lane" in r.json()["error"]
@@ -68,15 +71,35 @@ def test_suggestions_in_their_lane_overtake_bulk_work(slow_sim: SimServer, make_
     gw = make_gateway(slow_sim.url, profile="battery-saver")
     out: list[Any] = []
     # a long chat holds Ollama's one slot, bulk work queues behind it
-    hold = post(gw.url + "/api/chat", {"model": SMALL, "messages": [{"role": "user", "content": "hold"}], "options": {"num_predict": 60}, "stream": False}, out, "hold")
+    hold = post(
+        gw.url + "/api/chat",
+        {
+            "model": SMALL,
+            "messages": [{"role": "user", "content": "hold"}],
+            "options": {"num_predict": 60},
+            "stream": False,
+        },
+        out,
+        "hold",
+    )
     assert wait_for(lambda: bool(slow_sim.sim.inference_log()), timeout=10)
     bulk = [
-        post(gw.url + "/lane/bulk/api/chat", {"model": SMALL, "messages": [{"role": "user", "content": f"extract {i}"}], "stream": False}, out, f"bulk{i}")
+        post(
+            gw.url + "/lane/bulk/api/chat",
+            {"model": SMALL, "messages": [{"role": "user", "content": f"extract {i}"}], "stream": False},
+            out,
+            f"bulk{i}",
+        )
         for i in range(3)
     ]
     assert wait_for(lambda: len(gw.runtime.upstreams.primary.scheduler.waiting) == 3, timeout=10)
     # the same model and API as the bulk calls: only the lane says it is a suggestion
-    ac = post(gw.url + "/lane/autocomplete/api/chat", {"model": SMALL, "messages": [{"role": "user", "content": "complete"}], "stream": False}, out, "ac")
+    ac = post(
+        gw.url + "/lane/autocomplete/api/chat",
+        {"model": SMALL, "messages": [{"role": "user", "content": "complete"}], "stream": False},
+        out,
+        "ac",
+    )
     for t in [hold, *bulk, ac]:
         t.join(60)
     assert all(status == 200 for _, status in out), out

@@ -77,7 +77,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         f'[power]\nsource = "file:{power.as_posix()}"\ninterval_s = {WATCH_INTERVAL_S}\n'
     )
     settings = load_settings(
-        config_file=cfg, data_dir=tmp / "data", host="127.0.0.1", port=free_port(), upstreams=[sim.url], profile="balanced"
+        config_file=cfg,
+        data_dir=tmp / "data",
+        host="127.0.0.1",
+        port=free_port(),
+        upstreams=[sim.url],
+        profile="balanced",
     )
     agent = AgentServer(settings)
     agent.start()
@@ -208,7 +213,11 @@ def test_model_lightrag_answers_editors_with_the_profiles_query_mode(stack: Stac
     assert stack.client.put(stack.pg + "/agent/profile", json={"profile": "battery-saver"}).status_code == 200
     try:
         before = stack.chat_calls()
-        chat2 = {"model": "lightrag", "messages": [{"role": "user", "content": "Where are the keys kept?"}], "stream": False}
+        chat2 = {
+            "model": "lightrag",
+            "messages": [{"role": "user", "content": "Where are the keys kept?"}],
+            "stream": False,
+        }
         r = stack.client.post(stack.pg + "/api/chat", json=chat2)
         assert r.status_code == 200 and "FACT-vault01" in r.json()["message"]["content"]
         naive_calls = stack.chat_calls() - before
@@ -233,7 +242,13 @@ def test_indexing_a_batch_keeps_suggestions_first_without_timeouts(stack: Stack)
             t0 = time.time()
             r = stack.client.post(
                 stack.pg + "/api/generate",
-                json={"model": "autocomplete", "prompt": prompt, "suffix": "\n", "stream": False, "options": {"num_predict": 4}},
+                json={
+                    "model": "autocomplete",
+                    "prompt": prompt,
+                    "suffix": "\n",
+                    "stream": False,
+                    "options": {"num_predict": 4},
+                },
             )
             typed.append((t0, prompt, r.status_code))
         wait_pipeline_idle(stack.client, stack.front, processed=start + 6, timeout=300)

@@ -26,7 +26,12 @@ def counts(processed: int, pending: int = 0) -> dict[str, Any]:
 
 
 def health(model: str = "m1") -> dict[str, Any]:
-    return {"pipeline_busy": False, "core_version": "1.5.7", "api_version": "0344", "configuration": {"llm_model": model}}
+    return {
+        "pipeline_busy": False,
+        "core_version": "1.5.7",
+        "api_version": "0344",
+        "configuration": {"llm_model": model},
+    }
 
 
 def test_repeated_identical_observations_keep_the_version() -> None:
