@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.gateway.responses import error_body
-from agent.scheduling import AUTOCOMPLETE, BULK, CHAT
+from agent.upstreams.scheduling import AUTOCOMPLETE, BULK, CHAT
 
 LANE_PREFIX = "/lane/"
 LANES = {"autocomplete": AUTOCOMPLETE, "chat": CHAT, "bulk": BULK}

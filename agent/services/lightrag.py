@@ -31,8 +31,8 @@ from agent.cache.keys import digest
 from agent.config import LightRAGSettings
 from agent.errors import LightRAGUnavailable, UpstreamError, UpstreamTimeout
 from agent.gateway.responses import powergate_headers
-from agent.gateway.upstream import HOP_HEADERS, RESPONSE_DROP
 from agent.services.lightrag_watch import CorpusWatch
+from agent.upstreams.base import HOP_HEADERS, RESPONSE_DROP
 
 if TYPE_CHECKING:
     from agent.runtime import Runtime
