@@ -14,6 +14,7 @@ powergate's bulk lane in front of the simulated Ollama).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -30,6 +32,7 @@ LIGHTRAG_VERSION = "1.5.7"
 # at run time): we install it with the rest, so the server never reaches for the network.
 REQUIREMENTS = (f"lightrag-hku[api]=={LIGHTRAG_VERSION}", "ollama>=0.5.4,<1")
 LAUNCHER = Path(__file__).with_name("launcher.py")
+ROOT = Path(__file__).resolve().parent.parent.parent
 START_TIMEOUT_S = 180.0  # importing LightRAG (spaCy, pandas) on a busy 2-core machine
 LLM_MODEL = "qwen2.5-coder:1.5b"
 EMBED_MODEL = "nomic-embed-text"
@@ -39,6 +42,14 @@ EMBED_DIM = 768  # the simulated nomic-embed-text's dimension
 def venv_dir() -> Path:
     env = os.environ.get("POWERGATE_LIGHTRAG_VENV")
     return Path(env) if env else Path.home() / ".cache" / "powergate-tests" / "lightrag-venv"
+
+
+def _bootstrap() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("powergate_bootstrap", ROOT / "scripts" / "bootstrap.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def venv_python(venv: Path) -> Path:
@@ -69,9 +80,10 @@ def ensure_venv() -> Path:
             return venv_python(venv)
         if venv.exists():
             shutil.rmtree(venv)  # a half-finished install
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        # the checkout's own venv maker: works where Debian ships no ensurepip (no python3-venv)
+        python = _bootstrap().ensure_venv(venv)
         subprocess.run(
-            [str(venv_python(venv)), "-m", "pip", "install", "-q", "--disable-pip-version-check", *REQUIREMENTS],
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *REQUIREMENTS],
             check=True,
         )
         ready.write_text(" ".join(REQUIREMENTS) + "\n")

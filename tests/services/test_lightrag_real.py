@@ -293,3 +293,29 @@ def test_a_second_index_of_the_same_documents_sends_almost_no_model_calls(stack:
     assert second <= first // 10, (first, second)
     answer = stack.query("Which handshakes does protocol c use?")
     assert answer.headers["x-powergate-cache"] == "miss" and "FACT-re2" in answer.json()["response"]
+
+
+def test_doctor_reads_lightrags_configuration_and_prints_its_env(stack: Stack) -> None:
+    from agent.services.lightrag_doctor import check_lightrag, findings
+
+    lines: list[str] = []
+    ok = check_lightrag(stack.agent.settings, stack.pg, lines.append)
+    text = "\n".join(lines)
+    assert "LightRAG 1.5.7" in text
+    for role in ("extract", "embeddings", "query", "keyword"):
+        assert f"ok: {role} calls go through powergate" in text
+    assert "ENABLE_LLM_CACHE" not in text.split("LightRAG .env")[0]  # it is off in this LightRAG
+    # LightRAG asks 4096 tokens of context; battery-saver sends 2048: a real finding
+    assert not ok and "battery-saver (2048)" in text
+    assert f"LLM_BINDING_HOST={stack.pg}/lane/bulk" in text and "ENABLE_LLM_CACHE=false" in text
+    # the same LightRAG, as most users run it: straight to Ollama, its own answer cache on
+    health = stack.client.get(stack.lightrag.url + "/health").json()
+    conf = health["configuration"]
+    conf["enable_llm_cache"] = True
+    for rc in [conf, *conf["role_llm_config"].values()]:
+        key = "llm_binding_host" if rc is conf else "host"
+        rc[key] = "http://localhost:11434"
+    conf["embedding_binding_host"] = "http://localhost:11434"
+    _, bad = findings(health, stack.pg, stack.agent.settings)
+    assert sum("not through powergate" in b for b in bad) == 5  # extract, keyword, query, vlm, embeddings
+    assert any("ENABLE_LLM_CACHE is on" in b for b in bad)
