@@ -43,6 +43,10 @@ PREFIX = "/lightrag"
 MODEL = "lightrag"  # X-Powergate-Model of answers LightRAG gave
 QUERY_PATHS = ("/query", "/query/data", "/query/stream")
 WATCHED_PATHS = ("/documents/pipeline_status", "/documents/status_counts", "/health")
+# Calls that change what queries answer: documents (indexed in the background) and direct
+# knowledge-graph edits (synchronous). POST /documents/paginated only lists documents.
+WRITE_PREFIXES = ("/documents", "/graph/")
+READ_ONLY_POSTS = ("/documents/paginated",)
 CONNECT_TIMEOUT = 2.0  # seconds: LightRAG runs on this machine or the LAN
 READ_TIMEOUT = 900.0  # seconds between bytes: a query waits for LightRAG's own model calls
 WRITE_TIMEOUT = 120.0  # seconds: uploads of big documents
@@ -270,7 +274,11 @@ class LightRAGFront:
         path = "/" + request.path_params.get("rest", "")
         if request.method == "POST" and path in QUERY_PATHS:
             return await self._query_route(request, path)
-        is_write = path.startswith("/documents") and request.method not in ("GET", "HEAD", "OPTIONS")
+        is_write = (
+            path.startswith(WRITE_PREFIXES)
+            and request.method not in ("GET", "HEAD", "OPTIONS")
+            and path not in READ_ONLY_POSTS
+        )
         if is_write:
             self.watch.note_write(path)
         try:

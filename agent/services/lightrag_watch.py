@@ -42,7 +42,8 @@ IDENTITY_FIELDS = (
     "embedding_binding_host",
     "embedding_model",
 )
-# Document calls that do not start the pipeline: the version moves, nothing to settle.
+# Document calls that do not start the pipeline: the version moves, nothing to settle
+# (nor for graph edits, which LightRAG applies before it answers).
 NO_PIPELINE_WRITES = ("/documents/clear_cache", "/documents/cancel_pipeline")
 SETTLE_IDLE_POLLS = 2  # idle, unchanged watch polls after which a no-op write counts as settled
 
@@ -117,7 +118,7 @@ class CorpusWatch:
         """A document call is about to be forwarded: nothing cached before it may be served after."""
         self.state.writes_seen += 1
         self._bump(f"document call {path}")
-        if path not in NO_PIPELINE_WRITES:
+        if path.startswith("/documents") and path not in NO_PIPELINE_WRITES:
             self.state.settling = True
             self._settle_from = (self._pipeline_fp, self._counts_fp)
             self._idle_polls = 0

@@ -201,6 +201,23 @@ def test_a_change_made_directly_in_lightrag_invalidates_within_one_watch_interva
     assert "FACT-direct05" in again.json()["response"]
 
 
+def test_listing_documents_keeps_the_cache_and_a_graph_edit_moves_it(stack: Stack) -> None:
+    q = "What is on the shelf?"
+    stack.query(q)
+    version = stack.status()["corpus_version"]
+    listed = stack.client.post(stack.front + "/documents/paginated", json={"page": 1, "page_size": 10})
+    assert listed.status_code == 200 and listed.json()["documents"]
+    assert stack.status()["corpus_version"] == version
+    assert stack.query(q).headers["x-powergate-cache"] == "hit-memory"
+    made = stack.client.post(
+        stack.front + "/graph/entity/create",
+        json={"entity_name": "Shelf", "entity_data": {"description": "holds FACT-shelf06", "entity_type": "thing"}},
+    )
+    assert made.status_code == 200, made.text
+    assert stack.status()["corpus_version"] != version
+    assert stack.query(q).headers["x-powergate-cache"] == "miss"
+
+
 def test_model_lightrag_answers_editors_with_the_profiles_query_mode(stack: Stack) -> None:
     chat = {"model": "lightrag", "messages": [{"role": "user", "content": "Who keeps the deployment keys?"}]}
     before = stack.chat_calls()

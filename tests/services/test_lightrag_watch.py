@@ -115,3 +115,10 @@ def test_losing_lightrag_moves_the_version_once() -> None:
 
 def test_each_run_has_its_own_versions() -> None:
     assert CorpusWatch().state.tag != CorpusWatch().state.tag
+
+
+def test_a_graph_edit_moves_the_version_without_settling() -> None:
+    w = CorpusWatch()
+    before = w.state.tag
+    w.note_write("/graph/entity/edit")
+    assert w.state.tag != before and w.storable
