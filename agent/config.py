@@ -21,6 +21,7 @@ from agent.platform import paths
 from agent.profiles import (
     BUILTIN_PROFILES,
     JOB_TIERS,
+    LIGHTRAG_MODES,
     NUM_THREAD_CHOICES,
     PREFETCH_LEVELS,
     PROFILE_FIELDS,
@@ -93,6 +94,16 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class LightRAGSettings:
+    url: str = ""  # a LightRAG API server to front under /lightrag/ (empty: none)
+    api_key: str = ""  # sent as X-API-Key when the client sends no credentials of its own
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
+@dataclass(frozen=True)
 class NotifySettings:
     enabled: bool = True
 
@@ -116,6 +127,7 @@ class Settings:
     models: ModelSettings = field(default_factory=ModelSettings)
     notifications: NotifySettings = field(default_factory=NotifySettings)
     savings: SavingsSettings = field(default_factory=SavingsSettings)
+    lightrag: LightRAGSettings = field(default_factory=LightRAGSettings)
     profiles: dict[str, Profile] = field(default_factory=lambda: dict(BUILTIN_PROFILES))
     config_file: Path | None = None
     config_file_exists: bool = False
@@ -284,6 +296,13 @@ POWER_KEYS: dict[str, Validator] = {"source": _power_source, "interval_s": _inte
 MODEL_KEYS: dict[str, Validator] = {k: _tier_or_model for k in ("small", "medium", "large", "embed")}
 NOTIFY_KEYS: dict[str, Validator] = {"enabled": _bool}
 SAVINGS_KEYS: dict[str, Validator] = {"model_watts": _number_min(0.0, exclusive=True)}
+
+
+def _optional_url(v: Any) -> str:
+    return _http_url(v) if _str(v).strip() else ""
+
+
+LIGHTRAG_KEYS: dict[str, Validator] = {"url": _optional_url, "api_key": _str}
 PROFILE_KEYS: dict[str, Validator] = {
     "memory_mb": _number_min(0),
     "disk_mb": _number_min(0),
@@ -298,10 +317,11 @@ PROFILE_KEYS: dict[str, Validator] = {
     "num_ctx": _int_range(256, 1_048_576),
     "num_thread": _num_thread,
     "interval_s": _interval,
+    "lightrag_mode": _choice(LIGHTRAG_MODES),
 }
 assert set(PROFILE_KEYS) == set(PROFILE_FIELDS), "every profile field needs a validator"
 
-SECTIONS = ("server", "upstream", "cache", "power", "models", "notifications", "savings", "profiles")
+SECTIONS = ("server", "upstream", "cache", "power", "models", "notifications", "savings", "lightrag", "profiles")
 
 
 def _validate_table(table: Any, keys: dict[str, Validator], prefix: str, source: str) -> dict[str, Any]:
@@ -341,6 +361,7 @@ def parse_config(data: dict[str, Any], source: str = "") -> dict[str, Any]:
         ("models", MODEL_KEYS),
         ("notifications", NOTIFY_KEYS),
         ("savings", SAVINGS_KEYS),
+        ("lightrag", LIGHTRAG_KEYS),
     ):
         if section in data:
             out[section] = _validate_table(data[section], keys, section, source)
@@ -435,6 +456,7 @@ def load_settings(
         models=models,
         notifications=NotifySettings(**checked.get("notifications", {})),
         savings=SavingsSettings(**checked.get("savings", {})),
+        lightrag=LightRAGSettings(**checked.get("lightrag", {})),
         profiles=profiles,
         config_file=path,
         config_file_exists=exists,
@@ -478,8 +500,12 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
         },
         "notifications": {"enabled": s.notifications.enabled},
         "savings": {"model_watts": s.savings.model_watts},
+        "lightrag": {"url": s.lightrag.url, "api_key": "***" if s.lightrag.api_key else ""},
         "profiles": {name: {k: v for k, v in p.as_dict().items() if k != "name"} for name, p in s.profiles.items()},
     }
+
+
+SECRET_SHOWN = "***"  # how settings_as_dict shows a secret that is set
 
 
 def _toml_numbers(value: Any) -> Any:
@@ -496,17 +522,25 @@ def _toml_numbers(value: Any) -> Any:
 
 def settings_as_toml(s: Settings) -> str:
     """The effective config as TOML that `--config` reads back to the same settings
-    (`powergate config show`). The control token is the one thing left out: it is a secret."""
+    (`powergate config show`). Secrets (shown as "***" by settings_as_dict: the control
+    token, API keys) are left out, with a comment saying they are set."""
     import tomli_w
 
     data = _toml_numbers(settings_as_dict(s))
-    server = dict(data.pop("server", {}))
-    token_note = ""
-    if server.pop("control_token", ""):
-        token_note = "# control_token is set (not shown: it is a secret; see the config file)\n"
+
+    def table(name: str, values: dict[str, Any]) -> str:
+        secret = [k for k, v in values.items() if v == SECRET_SHOWN]
+        kept = {k: v for k, v in values.items() if k not in secret}
+        notes = "".join(f"# {k} is set (not shown: it is a secret; see the config file)\n" for k in secret)
+        return tomli_w.dumps(kept) + notes
+
+    server = data.pop("server", {})
     upstreams = data.pop("upstream", [])
-    parts = ["[server]\n" + tomli_w.dumps(server) + token_note]
+    parts = ["[server]\n" + table("server", server)]
     # tomli_w would inline a short array of tables; the documented form is [[upstream]]
     parts += ["[[upstream]]\n" + tomli_w.dumps(u) for u in upstreams]
-    parts.append(tomli_w.dumps(data))
+    profiles = data.pop("profiles", {})
+    for name, values in data.items():
+        parts.append(f"[{name}]\n" + table(name, values) if isinstance(values, dict) else tomli_w.dumps({name: values}))
+    parts.append(tomli_w.dumps({"profiles": profiles}))
     return "\n".join(parts)

@@ -204,4 +204,5 @@ async def status_document(rt: Runtime) -> dict[str, Any]:
         "recommendations": recommendations(rt),
         "savings": rt.savings_figures(),
         "in_flight": len(rt.flights),
+        "lightrag": rt.lightrag.describe() if rt.lightrag is not None else None,
     }
