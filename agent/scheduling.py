@@ -7,7 +7,8 @@ powergate makes to an Ollama goes through that upstream's scheduler:
 - `max_concurrency` slots (default 1, like Ollama);
 - priorities: autocomplete/FIM > chat > embeddings and other bulk > prefetch;
   within autocomplete the newest first, and an older queued completion from the
-  same client that the newer one extends is superseded (it never runs);
+  same client that the newer one extends is superseded (it never runs), also when
+  the editor's prompt window dropped lines from its top meanwhile;
 - ageing: every `AGE_STEP_S` a request waits lifts it one class, so nothing starves;
 - a bounded queue: past `MAX_QUEUE` waiting, a clear UpstreamBusy (503 + Retry-After);
 - a waiter whose client left is simply cancelled: it never reaches Ollama;
@@ -25,6 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.cache.typeahead import window_extends
 from agent.errors import UpstreamBusy
 
 log = logging.getLogger(__name__)
@@ -116,7 +118,7 @@ class Scheduler:
                 old.priority == AUTOCOMPLETE
                 and old.client == newer.client
                 and old is not newer
-                and newer.prefix.startswith(old.prefix)
+                and window_extends(newer.prefix, old.prefix)
                 and not old.future.done()
             ):
                 self.waiting.remove(old)
