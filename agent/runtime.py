@@ -52,9 +52,9 @@ class Runtime:
         self.unloads = 0
         self.capped = 0
         self.counters: dict[str, int] = {}  # prefetch and scheduling counts, for metrics
+        self.prefetcher = Prefetcher(self)
         self.metrics = Metrics()
         self.metrics.registry.register(StateCollector(self))
-        self.prefetcher = Prefetcher(self)
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -168,8 +168,10 @@ class Runtime:
             "dropped_before_upstream": sum(u.scheduler.stats.dropped_before_upstream for u in self.upstreams.upstreams),
             "superseded": sum(u.scheduler.stats.superseded for u in self.upstreams.upstreams),
             "prefetch": {
-                k: self.counters.get(k, 0) for k in ("prefetch_issued", "prefetch_used", "prefetch_wasted", "warmups")
+                k: self.counters.get(k, 0)
+                for k in ("prefetch_issued", "prefetch_used", "prefetch_wasted", "prefetch_skipped", "warmups")
             },
+            "speculation": self.prefetcher.describe(),
         }
 
     # ------------------------------------------------------------ life cycle

@@ -126,7 +126,7 @@ class Gateway:
         if not no_read:
             entry, outcome = await cache.lookup(key)
             if entry is not None:
-                self.rt.prefetcher.used(entry.meta)
+                self.rt.prefetcher.used(entry.meta, key)
                 if probe is not None:
                     cache.typeahead.add(probe, completion_text(api, entry.chunks), key)
                     self._prefetch_next(request, entry.chunks, decision.model, body, api, path, profile)
@@ -139,7 +139,7 @@ class Gateway:
                     source = cache.lookup_memory(rec.entry_key)
                     if source is not None:
                         synth = Entry(api, decision.model, synth_completion(api, decision.model, rest, source.chunks))
-                        self.rt.prefetcher.used(source.meta)
+                        self.rt.prefetcher.used(source.meta, rec.entry_key)
                         self._prefetch_next(request, synth.chunks, decision.model, body, api, path, profile)
                         headers[H_CACHE] = TYPEAHEAD
                         return replay(synth, api, stream, include_usage, headers)
