@@ -38,6 +38,8 @@ class Profile:
     num_ctx: int
     num_thread: str | int  # "auto", "half" or a thread count
     interval_s: float  # power sampling period
+    # pause a running lower-priority generation for a waiting suggestion, then resume it
+    preempt: bool = True
 
     def resolved_num_thread(self, cpu_count: int | None = None) -> int | None:
         """Threads to send to Ollama, or None to leave Ollama's choice."""
@@ -68,6 +70,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=8192,
         num_thread="auto",
         interval_s=5.0,
+        preempt=True,
     ),
     BALANCED: Profile(
         name=BALANCED,
@@ -84,6 +87,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=4096,
         num_thread="auto",
         interval_s=10.0,
+        preempt=True,
     ),
     BATTERY_SAVER: Profile(
         name=BATTERY_SAVER,
@@ -100,6 +104,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=2048,
         num_thread="half",
         interval_s=30.0,
+        preempt=False,
     ),
 }
 
