@@ -33,6 +33,9 @@ class Runtime:
         self.settings = settings
         self.controller = Controller(settings)
         self.upstreams = UpstreamPool(settings.upstreams)
+        for up in self.upstreams.upstreams:
+            # whether a suggestion may pause a running generation: the profile in force decides
+            up.scheduler.preempt_enabled = lambda: self.controller.profile.preempt
         self.flights = Flights()
         self.embed_pending: dict[str, asyncio.Future[Any]] = {}
         key_dir = settings.config_file.parent if settings.config_file else paths.config_dir()
@@ -172,6 +175,13 @@ class Runtime:
                 for k in ("prefetch_issued", "prefetch_used", "prefetch_wasted", "prefetch_skipped", "warmups")
             },
             "speculation": self.prefetcher.describe(),
+            "preemption": {
+                "enabled": self.controller.profile.preempt,
+                **{
+                    k: sum(getattr(u.scheduler.stats, k) for u in self.upstreams.upstreams)
+                    for k in ("paused", "resumed", "paused_s", "held_after_abort")
+                },
+            },
         }
 
     # ------------------------------------------------------------ life cycle

@@ -236,14 +236,27 @@ class SimOllama:
             lm.expires_at = math.inf if keep_alive < 0 else time.time() + keep_alive
         self._slot(lm.model.name).release()
 
-    def text_tokens(self, model: SimModel, seed_text: str, options: dict[str, Any]) -> list[str]:
+    def text_tokens(self, model: SimModel, seed_text: str, options: dict[str, Any], text: str = "") -> list[str]:
+        """The answer's tokens. Deterministic requests (temperature 0 or a seed) are generated
+        like a language model at temperature 0: each token follows from the whole context so
+        far (`seed_text` is the fixed part, `text` the text the answer continues), so asking
+        again with the generated text appended continues the same answer token for token."""
         deterministic = options.get("temperature") == 0 or "seed" in options
-        h = hashlib.sha256(f"{model.name}\x00{seed_text}\x00{options.get('seed')}".encode()).digest()
-        rng = random.Random(h if deterministic else None)
         n = options.get("num_predict", self.default_tokens)
         if not isinstance(n, int) or n < 0:
             n = self.default_tokens
-        tokens = [(" " if i else "") + rng.choice(VOCAB) for i in range(n)]
+        if deterministic:
+            state = hashlib.sha256(f"{model.name}\x00{seed_text}\x00{options.get('seed')}\x00{text}".encode())
+            tokens = []
+            for _ in range(n):
+                word = VOCAB[int.from_bytes(state.copy().digest()[:8], "big") % len(VOCAB)]
+                token = (" " if text and not text[-1].isspace() and text[-1] not in "([{" else "") + word
+                tokens.append(token)
+                text += token
+                state.update(token.encode())
+        else:
+            rng = random.Random()
+            tokens = [(" " if i else "") + rng.choice(VOCAB) for i in range(n)]
         stops = options.get("stop") or []
         if isinstance(stops, str):
             stops = [stops]
@@ -441,14 +454,22 @@ def build_app(sim: SimOllama) -> Starlette:
                 messages = body.get("messages") or []
                 if not isinstance(messages, list):
                     raise OllamaError(400, "messages must be a list")
-                seed_text = json.dumps(messages, sort_keys=True)
+                # Like Ollama's templates, a trailing assistant message is the answer so far:
+                # the model continues it.
+                so_far = ""
+                if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant":
+                    so_far = str(messages[-1].get("content") or "")
+                    seed_text = json.dumps(messages[:-1], sort_keys=True)
+                else:
+                    seed_text = json.dumps(messages, sort_keys=True)
                 prompt_n = sum(len(str(m.get("content", ""))) // 4 + 1 for m in messages if isinstance(m, dict))
                 empty = not messages
             else:
                 prompt = body.get("prompt", "")
                 if not isinstance(prompt, str):
                     raise OllamaError(400, "prompt must be a string")
-                seed_text = f"{body.get('system', '')}\x00{prompt}\x00{body.get('suffix', '')}"
+                seed_text = f"{body.get('system', '')}\x00{body.get('suffix', '')}"
+                so_far = prompt
                 prompt_n = len(prompt) // 4 + 1
                 empty = prompt == "" and not oai
         except OllamaError as e:
@@ -486,7 +507,7 @@ def build_app(sim: SimOllama) -> Starlette:
                 out["response"] = ""
             return JSONResponse(out)
 
-        tokens = sim.text_tokens(model, seed_text, options)
+        tokens = sim.text_tokens(model, seed_text, options, so_far)
         if body.get("format") == "json" or isinstance(body.get("format"), dict):
             tokens = [json.dumps({"answer": "".join(tokens)})]
         done_reason = "length" if "num_predict" in options and len(tokens) >= options["num_predict"] else "stop"
