@@ -181,9 +181,7 @@ class Scheduler:
             return
         now = time.monotonic()
         candidates = [
-            t
-            for t in self.running
-            if t.priority in (CHAT, BULK) and t.pausable is not None and t not in self._pausing
+            t for t in self.running if t.priority in (CHAT, BULK) and t.pausable is not None and t not in self._pausing
         ]
         candidates = [t for t in candidates if t.pausable is not None and t.pausable.can_pause(now)]
         if not candidates:
