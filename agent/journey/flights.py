@@ -228,6 +228,7 @@ class Flight:
                 log.exception("flight callback failed")
 
     async def _run_whole(self, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+        self.sent_at = time.monotonic()
         resp = await upstream.infer(path, body, headers, stream=False)
         self.status = resp.status_code
         if resp.status_code != 200:

@@ -514,6 +514,7 @@ def build_app(sim: SimOllama) -> Starlette:
 
         async def produce() -> AsyncIterator[str]:
             """Yield tokens with Ollama-like timing, holding the model slot throughout."""
+            prompt_done = time.monotonic() + sim.prompt_delay_s
             try:
                 if sim.prompt_delay_s:
                     await asyncio.sleep(sim.prompt_delay_s)
@@ -526,8 +527,18 @@ def build_app(sim: SimOllama) -> Starlette:
                 entry.cancelled = True
                 raise
             finally:
-                sim._release(lm, keep_alive)
-                entry.finished = time.time()
+                left = prompt_done - time.monotonic()
+                if left > 0:
+                    # Like Ollama's runner, a prompt batch being evaluated is not interrupted:
+                    # the slot stays busy until it is done, whenever the client left.
+                    def release_later() -> None:
+                        sim._release(lm, keep_alive)
+                        entry.finished = time.time()
+
+                    asyncio.get_running_loop().call_later(left, release_later)
+                else:
+                    sim._release(lm, keep_alive)
+                    entry.finished = time.time()
 
         prompt_s = sim.prompt_delay_s
         eval_s = sim.token_delay_s * len(tokens)
