@@ -7,12 +7,31 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import re
 import sys
 from pathlib import Path
 
 LOG_FILE_BYTES = 2 * 1024 * 1024  # per file
 LOG_BACKUPS = 3
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# Control characters and line separators in logged values (a profile reason, a model
+# name, an upstream's message) are shown escaped, so that no value can forge a log line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as an escape (`\\n`, `\\x1b`...)."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), m.group().encode("unicode_escape").decode("ascii")), text)
+
+
+class SafeFormatter(logging.Formatter):
+    """One record, one line: the message is escaped; a traceback (added after the
+    message by the base class) keeps its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
 
 def setup_logging(log_dir: Path, level: int = logging.INFO) -> Path | None:
@@ -20,7 +39,7 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> Path | None:
     root.setLevel(level)
     for h in list(root.handlers):
         root.removeHandler(h)
-    fmt = logging.Formatter(FORMAT)
+    fmt = SafeFormatter(FORMAT)
     target = log_dir / "powergate.log"
     path: Path | None = target
     try:
