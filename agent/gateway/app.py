@@ -21,6 +21,7 @@ from agent.gateway import proxy
 from agent.gateway.control_api import control_routes
 from agent.gateway.embeddings import EmbeddingService
 from agent.gateway.flights import Flight
+from agent.gateway.guard import ErrorGuard
 from agent.gateway.responses import H_CACHE, H_PROFILE, NDJSON, SSE, error_response, json_response, powergate_headers
 from agent.gateway.security import SecurityMiddleware
 from agent.gateway.validate import INFERENCE_KINDS, parse_json_object, validate
@@ -375,4 +376,4 @@ def build_app(runtime: Runtime) -> Starlette:
         check_host=server.is_loopback,
         allowed_origins=server.allowed_origins,
     )
-    return secured  # type: ignore[return-value]
+    return ErrorGuard(secured)  # type: ignore[return-value]

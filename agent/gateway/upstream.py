@@ -121,7 +121,12 @@ class Upstream:
         stream: bool = False,
     ) -> httpx.Response:
         """Send one request; with stream=True the caller must close the response."""
-        req = self.client.build_request(method, path, json=json_body, content=content, headers=headers, params=params)
+        # Header values come from clients as latin-1 text; httpx would encode them as ASCII
+        # and fail on `User-Agent: Mozilla é`: send the client's own bytes instead.
+        raw_headers = [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in (headers or {}).items()]
+        req = self.client.build_request(
+            method, path, json=json_body, content=content, headers=raw_headers, params=params
+        )
         try:
             resp = await self.client.send(req, stream=stream)
         except httpx.HTTPError as exc:
