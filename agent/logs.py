@@ -22,7 +22,17 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 def escape_controls(text: str) -> str:
     """`text` with every control character written as an escape (`\\n`, `\\x1b`...)."""
-    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), m.group().encode("unicode_escape").decode("ascii")), text)
+    return _CONTROL.sub(_escape_one, text)
+
+
+def _escape_one(m: re.Match[str]) -> str:
+    # formatted by hand: the unicode_escape codec is imported lazily, and logging must
+    # work when no file can be opened (out of descriptors is a time to log)
+    c = m.group()
+    named = _NAMED.get(c)
+    if named is not None:
+        return named
+    return f"\\x{ord(c):02x}" if ord(c) <= 0xFF else f"\\u{ord(c):04x}"
 
 
 class SafeFormatter(logging.Formatter):

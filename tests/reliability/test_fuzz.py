@@ -111,9 +111,7 @@ bodies = (
     | st.just(b'{"model":"qwen2.5-coder:1.5b","prompt":"x","options":{"seed":' + b"7" * 4500 + b"}}")
     | st.just(b'{"model":"qwen2.5-coder:1.5b","prompt":"\\ud83d cut"}')
 )
-header_values = st.binary(min_size=1, max_size=12).map(
-    lambda b: bytes(c for c in b if c >= 0x20 and c != 0x7F) or b"x"
-)
+header_values = st.binary(min_size=1, max_size=12).map(lambda b: bytes(c for c in b if c >= 0x20 and c != 0x7F) or b"x")
 extra_headers = st.lists(
     st.tuples(st.sampled_from([b"User-Agent", b"Cache-Control", b"Accept", b"X-Powergate-Token"]), header_values),
     max_size=2,
