@@ -35,6 +35,7 @@ CACHE_DIR = Path(os.environ.get("POWERGATE_CI_CACHE", "/var/cache/powergate-ci")
 SUITE = "bookworm"
 INCLUDE = "python3,ca-certificates"  # a stock Debian's Python: no pip, no venv
 USER = "newcomer"
+STOCK_HOSTS = "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n"
 DEBOOTSTRAP_TIMEOUT = 1200  # seconds; the first build downloads ~60 MB of packages
 SETUP_TIMEOUT = 600  # seconds for the run command's first start (venv + pip install)
 TEST_TIMEOUT = 1200  # seconds for the test command inside
@@ -141,6 +142,8 @@ def fresh_root(tmp_path: Path) -> Iterator[Path]:
     with tarfile.open(tarball) as tar:
         tar.extractall(root, filter="fully_trusted")
     shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
+    # debootstrap writes no /etc/hosts; Debian's installer does, with these lines
+    (root / "etc" / "hosts").write_text(STOCK_HOSTS)
     mounts = [root / "proc", root / "dev", root / "dev" / "pts"]
     subprocess.run(["mount", "-t", "proc", "proc", str(mounts[0])], check=True)
     subprocess.run(["mount", "--bind", "/dev", str(mounts[1])], check=True)
