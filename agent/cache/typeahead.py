@@ -23,18 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.cache.keys import digest
+from agent.fim import marker_sets
 
 MAX_FAMILIES = 1024
 MAX_PER_FAMILY = 128
 
-# (name, prefix marker, suffix marker, middle marker or "")
-FIM_TEMPLATES: tuple[tuple[str, str, str, str], ...] = (
-    ("qwen/codegemma", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
-    ("starcoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
-    ("codellama", "<PRE> ", " <SUF>", " <MID>"),
-    ("deepseek", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
-    ("codestral", "[PREFIX]", "[SUFFIX]", ""),
-)
+# (families, prefix marker, suffix marker, middle marker or ""): from the one table in agent/fim.py
+FIM_TEMPLATES = marker_sets()
 
 
 def split_fim(prompt: str) -> tuple[str, tuple[str, str, str]] | None:
