@@ -50,6 +50,7 @@ UNDER_MS = 100.0
 PROFILES = ("performance", "balanced", "battery-saver")
 SETTLE_S = 1.0  # seconds after a contender's turn for background prefetches to end
 CLIENT_TIMEOUT = 300.0  # seconds
+DISCONNECT_POLL_S = 0.05  # seconds between the proxy's checks for a client that left
 
 
 @dataclass
@@ -82,16 +83,22 @@ class CountingProxy:
             if generating:
                 self.counts.generations += 1
             headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-            try:
-                r = await client.request(request.method, request.url.path, content=body, headers=headers)
-            except asyncio.CancelledError:
-                self.counts.cancelled += 1
-                raise
+            # Pass a client's disconnect on (a cancelled prefetch, an abort): the server must see
+            # it as it would without the proxy in between.
+            task = asyncio.ensure_future(
+                client.request(request.method, request.url.path, content=body, headers=headers)
+            )
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+                if done:
+                    break
+                if await request.is_disconnected():
+                    task.cancel()
+                    self.counts.cancelled += 1
+                    return Response(status_code=499)
+            r = task.result()
             if generating and r.status_code == 200:
-                try:
-                    self.counts.tokens += int(r.json().get("usage", {}).get("completion_tokens") or 0)
-                except (ValueError, AttributeError):
-                    pass
+                self.counts.tokens += tokens_in(r.content)
             return Response(r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
 
         return Starlette(routes=[Route("/{path:path}", relay, methods=["GET", "POST"])])
@@ -108,6 +115,28 @@ class CountingProxy:
         finally:
             server.should_exit = True
             thread.join(10)
+
+
+def tokens_in(content: bytes) -> int:
+    """Tokens generated in a whole answer (its usage) or an SSE stream (usage, else one per piece:
+    llama-cpp-python streams a token per event and sends no usage in streams)."""
+    try:
+        return int(json.loads(content).get("usage", {}).get("completion_tokens") or 0)
+    except (ValueError, AttributeError):
+        pass
+    pieces = usage = 0
+    for line in content.splitlines():
+        if not line.startswith(b"data:") or line[5:].strip() == b"[DONE]":
+            continue
+        try:
+            doc = json.loads(line[5:])
+        except ValueError:
+            continue
+        usage = int((doc.get("usage") or {}).get("completion_tokens") or usage)
+        for c in doc.get("choices") or []:
+            if c.get("text") or (c.get("delta") or {}).get("content"):
+                pieces += 1
+    return usage or pieces
 
 
 @dataclass

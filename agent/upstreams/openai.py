@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from agent import __version__
+from agent.cache.answers import assemble
 from agent.fim import template_for
 from agent.gateway.responses import error_body
 from agent.upstreams import translate as tr
@@ -252,18 +253,25 @@ class OpenAIUpstream(Upstream):
         stream: bool,
         native: bool = False,
     ) -> Reply:
-        """Send a translated request; answer in Ollama's shape (whole or NDJSON stream)."""
-        up_stream = bool(req.get("stream"))
+        """Send a translated request; answer in Ollama's shape (whole or NDJSON stream).
+
+        The upstream is always asked to stream, even for a whole answer: servers notice a
+        closed connection between streamed tokens (llama-cpp-python only then), so an abort
+        or a cancelled prefetch stops the generation instead of letting it run to the end."""
+        req = dict(req, stream=True)
+        if not native:
+            req["stream_options"] = {"include_usage": True}
         tally = tr.Tally()
-        resp = await self.send("POST", path, content=dumps(req), headers=headers, stream=stream)
+        resp = await self.send("POST", path, content=dumps(req), headers=headers, stream=True)
         if resp.status_code != 200:
-            content = await resp.aread() if stream else resp.content
+            content = await resp.aread()
             await resp.aclose()
             return TranslatedReply(
                 resp.status_code, tr.ollama_error(tr.error_message(content, resp.status_code, self.label))
             )
-        if not up_stream:
-            content = await resp.aread() if stream else resp.content
+        if "text/event-stream" not in resp.headers.get("content-type", ""):
+            # a server that answers whole whatever it was asked
+            content = await resp.aread()
             await resp.aclose()
             try:
                 doc = json.loads(content)
@@ -271,15 +279,22 @@ class OpenAIUpstream(Upstream):
                 return TranslatedReply(502, tr.ollama_error(f"{self.label} sent an answer that is not JSON"))
             if native:
                 doc = native_as_openai(doc)
-            return TranslatedReply(200, tr.whole_answer(api, name, doc, tally))
+            whole = tr.whole_answer(api, name, doc, tally)
+            return TranslatedReply(200, whole + b"\n" if stream else whole)
         translator = tr.StreamTranslator(api, name, native=native)
         translator.tally = tally
-        if not stream:  # the client wants it whole but the upstream streamed: collect
-            out = b"".join(translator.feed(ln) for ln in resp.content.splitlines())
-            return TranslatedReply(200, out)
-        return TranslatedReply(
-            200, stream=translate_lines(resp, translator), upstream=resp, media_type="application/x-ndjson"
-        )
+        lines = translate_lines(resp, translator)
+        if stream:
+            return TranslatedReply(200, stream=lines, upstream=resp, media_type="application/x-ndjson")
+        try:
+            out = b"".join([chunk async for chunk in lines])
+        finally:
+            await resp.aclose()
+        if translator.error:
+            return TranslatedReply(502, tr.ollama_error(translator.error))
+        if not translator.finished:
+            return TranslatedReply(502, tr.ollama_error(f"{self.label} ended the answer before it was complete"))
+        return TranslatedReply(200, assemble(api, out.splitlines()))
 
     # ------------------------------------------------------------ embeddings
     async def _embed(self, path: str, body: dict[str, Any], model: ModelInfo, headers: dict[str, str]) -> Reply:
