@@ -51,7 +51,9 @@ def test_generate_then_cache_hit(http: httpx.Client, real_server: RealLlamaServe
     first = http.post("/api/generate", json=body)
     assert first.status_code == 200, first.text
     doc = first.json()
-    assert doc["done"] and doc["response"] and doc["eval_count"] > 0 and doc["prompt_eval_count"] > 0
+    # powergate asks this server to stream (so that aborts stop it); it sends no usage in streams,
+    # so the prompt's token count is unknown (0) while eval_count counts the streamed tokens
+    assert doc["done"] and doc["response"] and doc["eval_count"] > 0 and doc["prompt_eval_count"] >= 0
     assert doc["done_reason"] in ("stop", "length") and doc["total_duration"] > 0
     cpu = real_server.cpu_seconds()
     second = http.post("/api/generate", json=body)
