@@ -124,6 +124,13 @@ def test_lightrag_runs_offline_and_its_model_calls_come_through_powergate(stack:
     assert {e.path for e in calls} >= {"/api/chat", "/api/embed"}
     agents = {e.headers.get("user-agent", "").split("/")[0] for e in calls}
     assert agents == {"ollama-python"}  # LightRAG's Ollama client, through powergate's lane
+    # what status, the CLI and Prometheus say about it
+    from agent.cli import _fmt_status
+
+    text = _fmt_status(stack.client.get(stack.pg + "/agent/status").json())
+    assert f"lightrag {stack.lightrag.url}: reachable, LightRAG 1.5.7" in text and "1 documents" in text
+    metrics = stack.client.get(stack.pg + "/metrics").text
+    assert "powergate_lightrag_up 1.0" in metrics and 'powergate_lightrag_documents{status="processed"} 1.0' in metrics
 
 
 def test_second_identical_query_is_a_hit_in_every_form(stack: Stack) -> None:
