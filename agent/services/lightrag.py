@@ -215,7 +215,13 @@ class LightRAGFront:
             self._translate(exc)
             return None
         if r.status_code != 200:
-            self.watch.mark(True, f"LightRAG answered {r.status_code} on {path}")
+            msg = f"LightRAG answered {r.status_code} on {path}"
+            if r.status_code in (401, 403):
+                msg += ": set [lightrag] api_key so that powergate can watch it (until then nothing is cached)"
+            if path == "/health":
+                self.watch.blind(msg)
+            else:
+                self.watch.mark(True, msg)
             return None
         try:
             doc = r.json()
@@ -353,6 +359,10 @@ class LightRAGFront:
             self.stats.bypass += 1
             return await self._uncached(path, raw, fwd)
         await self._ensure_identity()
+        if not self.watch.sees:
+            # Unwatched (unreachable, or no key to read its state): never cache what may go stale.
+            self.stats.bypass += 1
+            return await self._uncached(path, raw, fwd)
         credentials = digest([fwd.get(h, "") for h in CREDENTIAL_HEADERS])
         key = self.key_for(path, body, credentials)
         hit = await self._lookup(key, no_read)
@@ -457,6 +467,10 @@ class LightRAGFront:
         fwd["content-type"] = "application/json"
         credentials = digest([fwd.get(h, "") for h in CREDENTIAL_HEADERS])
         key = self.key_for("/query", body, credentials)
+        unwatched = not self.watch.sees
+        if unwatched:
+            self.stats.bypass += 1
+            no_read = no_store = True
         hit = await self._lookup(key, no_read)
         if hit is not None:
             return QueryAnswer(200, hit[0].chunks[0], hit[1])
@@ -465,7 +479,7 @@ class LightRAGFront:
         await flight.finished()
         if flight.error is not None:
             raise flight.error
-        return QueryAnswer(flight.status, flight.body, outcome)
+        return QueryAnswer(flight.status, flight.body, BYPASS if unwatched else outcome)
 
     # ------------------------------------------------------------ status and life cycle
     def describe(self) -> dict[str, Any]:

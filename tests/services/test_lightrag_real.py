@@ -343,3 +343,33 @@ def test_doctor_reads_lightrags_configuration_and_prints_its_env(stack: Stack) -
     _, bad = findings(health, stack.pg, stack.agent.settings)
     assert sum("not through powergate" in b for b in bad) == 5  # extract, keyword, query, vlm, embeddings
     assert any("ENABLE_LLM_CACHE is on" in b for b in bad)
+
+
+def test_api_key_is_added_or_forwarded_and_never_bypassed_by_the_cache(
+    tmp_path: Path, sim: SimServer, make_gateway: Any
+) -> None:
+    port = free_port()
+    with LightRAGServer(tmp_path / "keyed", port, llm_host=sim.url, api_key="s3cret") as lr:
+        url = f"http://127.0.0.1:{port}"
+        keyed = make_gateway(sim.url, config=f'[lightrag]\nurl = "{url}"\napi_key = "s3cret"\n')
+        bare = make_gateway(sim.url, config=f'[lightrag]\nurl = "{url}"\n')
+        q = {"query": "Anything there?", "mode": "naive"}
+        with keyed.client() as c:
+            # powergate adds its key: the client needs none, and the watch sees LightRAG
+            assert c.get("/lightrag/health").status_code == 200
+            assert [c.post("/lightrag/query", json=q).headers["x-powergate-cache"] for _ in range(2)] == [
+                "miss",
+                "hit-memory",
+            ]
+            assert c.get("/agent/status").json()["lightrag"]["identity"]["core_version"] == "1.5.7"
+        with bare.client() as c:
+            # no key in powergate: the client's own key is forwarded...
+            ok = c.post("/lightrag/query", json=q, headers=lr.headers())
+            assert ok.status_code == 200
+            # ...a client without one is refused by LightRAG itself, never served from the cache
+            denied = c.post("/lightrag/query", json=q)
+            assert denied.status_code == 401 and denied.headers["x-powergate-cache"] == "bypass"
+            # and since the watch cannot read LightRAG, nothing is cached at all
+            assert ok.headers["x-powergate-cache"] == "bypass"
+            st = c.get("/agent/status").json()["lightrag"]
+            assert "api_key" in st["error"] and st["identity"] == {}
