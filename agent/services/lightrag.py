@@ -208,7 +208,8 @@ class LightRAGFront:
             self.watch.mark(True)
         return resp
 
-    async def _get_json(self, path: str) -> dict[str, Any] | None:
+    async def _get_json(self, path: str) -> dict[str, Any] | str | None:
+        """The JSON document, None when LightRAG is away or answered nonsense, or why it refused."""
         try:
             r = await self.client.get(path, headers=self._headers(None), timeout=POLL_TIMEOUT)
         except httpx.HTTPError as exc:
@@ -218,11 +219,7 @@ class LightRAGFront:
             msg = f"LightRAG answered {r.status_code} on {path}"
             if r.status_code in (401, 403):
                 msg += ": set [lightrag] api_key so that powergate can watch it (until then nothing is cached)"
-            if path == "/health":
-                self.watch.blind(msg)
-            else:
-                self.watch.mark(True, msg)
-            return None
+            return msg
         try:
             doc = r.json()
         except ValueError:
@@ -231,7 +228,7 @@ class LightRAGFront:
 
     # ------------------------------------------------------------ the corpus watch
     async def poll(self) -> None:
-        """One look at LightRAG's health, pipeline and document counts."""
+        """One look at LightRAG's health, document counts and pipeline, applied together."""
         if self._polling:
             return
         self._polling = True
@@ -239,14 +236,19 @@ class LightRAGFront:
             health = await self._get_json("/health")
             if health is None:
                 return
+            counts = await self._get_json("/documents/status_counts") if isinstance(health, dict) else None
+            pipeline = await self._get_json("/documents/pipeline_status") if isinstance(counts, dict) else None
+            refused = next((d for d in (health, counts, pipeline) if isinstance(d, str)), None)
+            if refused is not None or not (isinstance(counts, dict) and isinstance(pipeline, dict)):
+                # Part of the corpus state is hidden (LightRAG's /health needs no key, its
+                # document routes do): a watch that cannot see every change sees none.
+                self.watch.blind(refused or "LightRAG's document status could not be read")
+                return
+            assert isinstance(health, dict)
             self.watch.mark(True)
             self.watch.observe_health(health)
-            counts = await self._get_json("/documents/status_counts")
-            if counts is not None:
-                self.watch.observe_counts(counts)
-            pipeline = await self._get_json("/documents/pipeline_status")
-            if pipeline is not None:
-                self.watch.observe_pipeline(pipeline, from_poll=True)
+            self.watch.observe_counts(counts)
+            self.watch.observe_pipeline(pipeline, from_poll=True)
         finally:
             self.polls += 1
             self._polling = False
