@@ -280,6 +280,9 @@ def fmt_savings(label: str, sv: dict[str, Any], watts: float) -> str:
     )
 
 
+KIND_LABELS = {"ollama": "Ollama", "llamacpp": "llama.cpp", "openai": "OpenAI-compatible"}
+
+
 def _fmt_status(s: dict[str, Any]) -> str:
     lines = [
         f"powergate {s['version']} on {s['listen']} (up {s['uptime_s']:.0f} s)",
@@ -291,8 +294,9 @@ def _fmt_status(s: dict[str, Any]) -> str:
         lines.append(fmt_savings("today", sv["today"], sv["model_watts"]))
     for u in s.get("upstreams", []):
         state = {True: "reachable", False: "NOT reachable", None: "not checked yet"}[u["reachable"]]
-        ver = f", Ollama {u['version']}" if u.get("version") else ""
-        lines.append(f"upstream {u['url']}: {state}{ver}")
+        kind = u.get("kind") or "ollama"
+        ver = f", {KIND_LABELS.get(kind, kind)} {u['version']}" if u.get("version") else ""
+        lines.append(f"upstream {u['url']} (kind {kind}): {state}{ver}")
     cache = s.get("cache")
     if cache:
         for t in cache.get("tiers", []):
@@ -300,6 +304,16 @@ def _fmt_status(s: dict[str, Any]) -> str:
                 f"cache {t['name']}: {t.get('entries', '?')} entries, {fmt_size(t.get('bytes', 0))}, hits {t.get('hits', 0)}"
                 + ("" if t.get("available", True) else f" (unavailable: {t.get('error', '')})")
             )
+    rag = s.get("lightrag")
+    if rag:
+        state = {True: "reachable", False: "NOT reachable", None: "not checked yet"}[rag.get("reachable")]
+        busy = ", indexing" if rag.get("pipeline_busy") else ""
+        q = rag.get("query_cache", {})
+        lines.append(
+            f"lightrag {rag['url']}: {state}{busy}, LightRAG {rag.get('core_version') or '?'}, corpus version "
+            f"{rag.get('corpus_version')}, {rag.get('status_counts', {}).get('processed', 0)} documents, "
+            f"queries: {q.get('hits', 0)} hits, {q.get('misses', 0)} misses, {q.get('coalesced', 0)} coalesced"
+        )
     power = s.get("power")
     if power:
         batt = f"battery {power['percent']:.0f}%" if power.get("percent") is not None else "no battery"
@@ -373,7 +387,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     settings = _settings(args, upstreams=args.upstream)
     try:
-        run_bench(settings, find_agent(settings, args), _out, model=args.model, steps=args.steps, pause=not args.no_pause)
+        run_bench(
+            settings, find_agent(settings, args), _out, model=args.model, steps=args.steps, pause=not args.no_pause
+        )
     except BenchError as exc:
         _err(f"powergate bench: {exc}")
         return EXIT_FAIL
