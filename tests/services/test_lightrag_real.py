@@ -208,6 +208,35 @@ def test_a_change_made_directly_in_lightrag_invalidates_within_one_watch_interva
     assert "FACT-direct05" in again.json()["response"]
 
 
+def test_every_endpoint_passes_through_streams_and_uploads_included(stack: Stack) -> None:
+    # a multipart upload streamed to LightRAG: a document change like any other
+    version = stack.status()["corpus_version"]
+    done = stack.processed(stack.front) + 1
+    files = {"file": ("upload.txt", b"Uploaded notes mention FACT-upload07 twice. FACT-upload07.", "text/plain")}
+    up = stack.client.post(stack.front + "/documents/upload", files=files)
+    assert up.status_code == 200 and up.json()["status"] == "success", up.text
+    assert stack.status()["corpus_version"] != version
+    wait_pipeline_idle(stack.client, stack.front, processed=done)
+    # LightRAG's own Ollama emulation, streamed back as NDJSON chunk by chunk
+    with stack.client.stream(
+        "POST",
+        stack.front + "/api/chat",
+        json={
+            "model": "lightrag:latest",
+            "messages": [{"role": "user", "content": "/naive What do the notes mention?"}],
+        },
+    ) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+        assert r.headers["x-powergate-cache"] == "bypass"
+        lines = [json.loads(ln) for ln in r.iter_lines() if ln.strip()]
+    assert lines[-1]["done"] is True
+    assert "FACT-upload07" in "".join(d.get("message", {}).get("content", "") for d in lines)
+    # query strings and paths with parameters
+    r = stack.client.get(stack.front + "/graph/label/list")
+    assert r.status_code == 200 and isinstance(r.json(), list)
+    assert stack.client.get(stack.front + "/nothing/here").status_code == 404
+
+
 def test_listing_documents_keeps_the_cache_and_a_graph_edit_moves_it(stack: Stack) -> None:
     q = "What is on the shelf?"
     stack.query(q)
