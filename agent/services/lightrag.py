@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 from agent.cache.base import Entry
 from agent.cache.keys import digest
-from agent.config import LightRAGSettings
+from agent.config import LightRAGSettings, is_loopback_host
 from agent.errors import LightRAGUnavailable, UpstreamError, UpstreamTimeout
 from agent.gateway.responses import powergate_headers
 from agent.services.lightrag_watch import CorpusWatch
@@ -189,7 +189,10 @@ class LightRAGFront:
 
     def _headers(self, request: Request | None) -> dict[str, str]:
         fwd = {k: v for k, v in request.headers.items() if k not in HOP_HEADERS} if request is not None else {}
-        if self.settings.api_key and not any(h in fwd for h in CREDENTIAL_HEADERS):
+        # The configured key is lent to this machine's clients (and powergate's own calls) only:
+        # a powergate listening on the network must not open LightRAG to anyone who reaches it.
+        local = request is None or (request.client is not None and is_loopback_host(request.client.host))
+        if self.settings.api_key and local and not any(h in fwd for h in CREDENTIAL_HEADERS):
             fwd["x-api-key"] = self.settings.api_key
         return fwd
 

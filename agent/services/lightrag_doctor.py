@@ -100,9 +100,7 @@ def findings(health: dict[str, Any], agent_url: str, settings: Settings) -> tupl
         if isinstance(n, int)
     }
     for ctx in sorted(asked):
-        short = [
-            f"{p.name} ({context_sent(p, ctx)})" for p in settings.profiles.values() if context_sent(p, ctx) < ctx
-        ]
+        short = [f"{p.name} ({context_sent(p, ctx)})" for p in settings.profiles.values() if context_sent(p, ctx) < ctx]
         if short:
             bad.append(
                 f"OLLAMA_LLM_NUM_CTX={ctx}, but powergate sends a smaller num_ctx in {', '.join(short)}: prompts "
