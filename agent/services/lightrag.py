@@ -42,7 +42,10 @@ log = logging.getLogger(__name__)
 PREFIX = "/lightrag"
 MODEL = "lightrag"  # X-Powergate-Model of answers LightRAG gave
 QUERY_PATHS = ("/query", "/query/data", "/query/stream")
-WATCHED_PATHS = ("/documents/pipeline_status", "/documents/status_counts", "/health")
+# Answers passing through that the watch reads too. Not /health: LightRAG serves it without
+# a key, so a client's look at it must not make a watch that cannot read the documents
+# believe it sees LightRAG.
+WATCHED_PATHS = ("/documents/pipeline_status", "/documents/status_counts")
 # Calls that change what queries answer: documents (indexed in the background) and direct
 # knowledge-graph edits (synchronous). POST /documents/paginated only lists documents.
 WRITE_PREFIXES = ("/documents", "/graph/")
@@ -267,9 +270,7 @@ class LightRAGFront:
             return
         if not isinstance(doc, dict):
             return
-        if path == "/health":
-            self.watch.observe_health(doc)
-        elif path == "/documents/status_counts":
+        if path == "/documents/status_counts":
             self.watch.observe_counts(doc)
         else:
             self.watch.observe_pipeline(doc)

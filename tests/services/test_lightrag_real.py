@@ -116,6 +116,8 @@ def test_lightrag_runs_offline_and_its_model_calls_come_through_powergate(stack:
     assert health["core_version"] == "1.5.7"
     assert conf["llm_binding_host"].endswith("/lane/bulk") and conf["embedding_binding_host"].endswith("/lane/bulk")
     assert conf["role_llm_config"]["query"]["host"].endswith("/lane/chat")
+    # the watch's first full look (a poll during LightRAG's start-up may have seen part of it)
+    assert wait_for(lambda: bool(stack.status()["identity"]), timeout=30 * WATCH_INTERVAL_S, interval=0.1)
     assert stack.status()["identity"]["llm_model"] == conf["llm_model"]
     before = stack.model_calls()
     stack.insert(stack.front, ["Deployment keys live in FACT-vault01 under the ops folder. " * 4], ["ops.txt"])
