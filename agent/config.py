@@ -60,6 +60,14 @@ class UpstreamSettings:
     url: str = DEFAULT_UPSTREAM
     max_concurrency: int = 1
     weight: int = 1
+    local: bool | None = None  # the laptop's own server; None: decided by the URL
+
+    @property
+    def is_local(self) -> bool:
+        """`local` as configured, else true for a loopback URL (the laptop's own server)."""
+        if self.local is not None:
+            return self.local
+        return is_loopback_host(urlsplit(self.url).hostname or "")
 
 
 @dataclass(frozen=True)
@@ -259,6 +267,7 @@ UPSTREAM_KEYS: dict[str, Validator] = {
     "url": _http_url,
     "max_concurrency": _int_range(1, 64),
     "weight": _int_range(1, 1000),
+    "local": _bool,
 }
 CACHE_KEYS: dict[str, Validator] = {
     "memory_mb": _number_min(0),
@@ -440,7 +449,10 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
             "allowed_origins": list(s.server.allowed_origins),
             "control_token": "***" if s.server.control_token else "",
         },
-        "upstream": [{"url": u.url, "max_concurrency": u.max_concurrency, "weight": u.weight} for u in s.upstreams],
+        "upstream": [
+            {"url": u.url, "max_concurrency": u.max_concurrency, "weight": u.weight, "local": u.is_local}
+            for u in s.upstreams
+        ],
         "cache": {
             k: v
             for k, v in {

@@ -6,6 +6,7 @@ PowergateError
  |    +-- UpstreamUnavailable   connection refused / DNS / connect timeout
  |    +-- UpstreamTimeout       connected, but no answer in time
  |    +-- UpstreamBusy          every slot taken and the queue is full
+ |    +-- ModelNotFound         no configured host has the model (Ollama's 404)
  +-- CacheError             a cache tier failed (never fails a request)
  +-- BadRequest             the client's request is malformed (HTTP 400)
 
@@ -51,6 +52,15 @@ class UpstreamBusy(UpstreamError):
     def __init__(self, message: str, *, url: str = "", retry_after: float = 1.0) -> None:
         super().__init__(message, url=url)
         self.retry_after = retry_after
+
+
+class ModelNotFound(UpstreamError):
+    status_code = 404
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        # Ollama's own words, so clients that parse them (pull prompts) keep working
+        super().__init__(f'model "{model}" not found, try pulling it first')
 
 
 class CacheError(PowergateError):
