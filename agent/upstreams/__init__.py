@@ -1,1 +1,1 @@
-"""The model servers powergate sends work to, and how it chooses among them."""
+"""Upstream model servers: one backend per kind behind one protocol (base.py), the pool, per-host queues."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import ModelNotFound
-from agent.upstreams.health import Breaker, HostInfo, HostState
+from agent.upstreams.breaker import Breaker, HostInfo, HostState
 from agent.upstreams.latency import HostSpeed
 from agent.upstreams.scoring import HostFacts, Power, Score, model_matches, rank, reason
 

@@ -6,7 +6,7 @@ import pytest
 
 from agent.errors import ModelNotFound
 from agent.upstreams.choice import HostRecord, choose, describe_scores
-from agent.upstreams.health import HostInfo
+from agent.upstreams.breaker import HostInfo
 from agent.upstreams.scoring import Power
 
 M = "qwen2.5-coder:1.5b"

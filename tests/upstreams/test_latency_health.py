@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pytest
 
 from agent.errors import UpstreamUnavailable
-from agent.upstreams.health import (
+from agent.upstreams.breaker import (
     FAILURES_TO_REST,
     REST_MAX_S,
     Breaker,

@@ -1,4 +1,4 @@
-"""Each host's health: a circuit breaker, and what it has (models, loaded models).
+"""Each host's circuit breaker, and the background check that also learns what it has.
 
 A host is in one of four states:
 
