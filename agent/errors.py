@@ -3,7 +3,8 @@
 PowergateError
  +-- ConfigError            bad config file, key or value (exit code 2 at start)
  +-- UpstreamError          anything that went wrong talking to Ollama
- |    +-- UpstreamUnavailable   connection refused / DNS / connect timeout
+ |    +-- UpstreamUnavailable   connection closed or reset before the answer
+ |    |    +-- UpstreamRefused     connection refused / DNS / connect timeout: nothing listens
  |    +-- UpstreamTimeout       connected, but no answer in time
  |    +-- UpstreamBusy          every slot taken and the queue is full
  |    +-- ModelNotFound         no configured host has the model (Ollama's 404)
@@ -40,6 +41,10 @@ class UpstreamError(PowergateError):
 
 class UpstreamUnavailable(UpstreamError):
     status_code = 502
+
+
+class UpstreamRefused(UpstreamUnavailable):
+    """Nothing answered the connect: the host is down (its circuit breaker rests it at once)."""
 
 
 class UpstreamTimeout(UpstreamError):

@@ -210,7 +210,9 @@ async def workload(base: str, chats: int, batches: int, headers: dict[str, str])
         async def chat_client(c: int) -> None:
             for i in range(chats):
                 messages = [{"role": "user", "content": f"explain part {c}-{i} of the design {run}"}]
-                await post("chat", "/v1/chat/completions", {"model": MEDIUM, "max_tokens": CHAT_TOKENS, "messages": messages})
+                await post(
+                    "chat", "/v1/chat/completions", {"model": MEDIUM, "max_tokens": CHAT_TOKENS, "messages": messages}
+                )
 
         async def indexer() -> None:
             for i in range(batches):
@@ -225,7 +227,9 @@ async def workload(base: str, chats: int, batches: int, headers: dict[str, str])
                 i += 1
                 tick = time.perf_counter()
                 prompt = f"def handler_{i}_{run}(request):\n    "
-                if await post("suggest", "/v1/completions", {"model": SMALL, "prompt": prompt, "max_tokens": SUGGEST_TOKENS}):
+                if await post(
+                    "suggest", "/v1/completions", {"model": SMALL, "prompt": prompt, "max_tokens": SUGGEST_TOKENS}
+                ):
                     suggest_s.append(time.perf_counter() - tick)
                 await asyncio.sleep(max(0.0, SUGGEST_EVERY_S - (time.perf_counter() - tick)))
 

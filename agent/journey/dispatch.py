@@ -48,7 +48,7 @@ def depart(req: InferenceRequest, rt: Runtime, cp: CachePlan) -> Flight:
         cp.key,
         req.api,
         req.model,
-        rt.upstreams.pick(),
+        rt.upstreams.route(req.model),
         req.path,
         upstream_body(req),
         upstream_headers(req),
@@ -70,6 +70,14 @@ def record_upstream(rt: Runtime, flight: Flight) -> None:
     doc = parse_final(flight.chunks[-1]) if flight.chunks else None
     if doc is not None and not is_sse(flight.api):
         rt.metrics.record_upstream(doc, flight.wall_s, flight.queued)
+        rt.upstreams.record_answer(flight.upstream_url, flight.model, doc, flight.queued)
+    elif doc is not None and not flight.queued:
+        # OpenAI answers carry no durations: the measured times, when it did not wait for a slot
+        tokens = (
+            int((doc.get("usage") or {}).get("completion_tokens") or 0) if isinstance(doc.get("usage"), dict) else 0
+        )
+        first = flight.first_chunk_at - flight.started_at if flight.first_chunk_at else None
+        rt.upstreams.record_wall(flight.upstream_url, flight.model, first, tokens, flight.wall_s - (first or 0.0))
 
 
 def store(rt: Runtime, flight: Flight, probe: typeahead.Probe | None) -> None:

@@ -21,7 +21,8 @@ import httpx
 from agent.cache.answers import DONE_LINE, chunk_is_final, is_sse
 from agent.errors import UpstreamError
 from agent.upstreams.base import Reply, Upstream
-from agent.upstreams.scheduling import CHAT, Superseded
+from agent.upstreams.pool import Route, retryable
+from agent.upstreams.scheduling import AUTOCOMPLETE, CHAT, Moved, Superseded
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +56,55 @@ class Flight:
         self.priority = CHAT
         self.client = ""
         self.prefix = ""
+        self.upstream_url = ""  # the host that answers (X-Powergate-Upstream)
+        self.first_chunk_at = 0.0  # perf_counter of the first streamed chunk (measured first-token time)
 
     def _notify(self) -> None:
         ev, self._changed = self._changed, asyncio.Event()
         ev.set()
 
-    async def run(self, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+    async def run(self, route: Route, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
         try:
-            async with upstream.scheduler.slot(self.priority, self.client, self.prefix) as ticket:
-                self.ticket = ticket
-                self.queued = ticket.waited
-                self.started_at = time.perf_counter()
-                await self._run(upstream, path, body, headers)
+            await self._attempts(route, path, body, headers)
         except Superseded:
             self.superseded = True
         except UpstreamError as exc:  # the scheduler's queue is full
             self.error_exc = exc
         finally:
             self._finish()
+
+    async def _attempts(self, route: Route, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+        """The route's first host; once the next one if the first failed before the answer began;
+        a waiting suggestion follows its ticket when another host of its route frees first."""
+        up: Upstream | None = route.first
+        while up is not None:
+            # only suggestions move between queues: the user is waiting for them
+            alternates = route.alternates(up) if self.priority == AUTOCOMPLETE else ()
+            try:
+                async with up.scheduler.slot(self.priority, self.client, self.prefix, alternates) as ticket:
+                    self.ticket = ticket
+                    self.queued = ticket.waited
+                    self.started_at = time.perf_counter()
+                    self.upstream_url = up.url
+                    route.attempt(up)
+                    await self._run(up, path, body, headers)
+                    if not retryable(self.error_exc, self.status):
+                        if self.error_exc is None:
+                            route.answered(up)
+                        return
+                    route.failed(up, self.error_exc, self.status)
+                    nxt = route.next_after(up)
+                    if nxt is None:
+                        return
+                    # Nothing reached a client yet (no status was published): start over elsewhere.
+                    log.info(
+                        "%s failed before answering (%s); trying %s", up.url, self.error_exc or self.status, nxt.url
+                    )
+                    self.status, self.error_body, self.error_exc = None, b"", None
+                    self.chunks.clear()
+                    up = nxt
+            except Moved as moved:
+                up = route.host(moved.url)
 
     async def _run(self, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
         sse = is_sse(self.api)
@@ -82,10 +114,12 @@ class Flight:
                 await self._run_whole(upstream, path, body, headers)
                 return
             resp = await upstream.infer(path, body, headers, stream=True)
-            self.status = resp.status_code
             if resp.status_code != 200:
+                # the status is published after the body is read: a 503 may still be retried elsewhere
                 self.error_body = await resp.aread()
+                self.status = resp.status_code
                 return
+            self.status = resp.status_code
             self._notify()
             buf = b""
             async for raw in resp.aiter_raw():
@@ -99,6 +133,8 @@ class Flight:
                     if self._take(line, sse):
                         added = True
                 if added:
+                    if not self.first_chunk_at:
+                        self.first_chunk_at = time.perf_counter()
                     self._notify()
             if buf.strip() and self._take(buf.strip(), sse):
                 self._notify()
@@ -228,7 +264,7 @@ class Flights:
         key: str,
         api: str,
         model: str,
-        upstream: Upstream,
+        upstream: Route,
         path: str,
         body: dict[str, Any],
         headers: dict[str, str],
@@ -247,7 +283,7 @@ class Flights:
         return flight
 
     async def _run(
-        self, flight: Flight, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]
+        self, flight: Flight, upstream: Route, path: str, body: dict[str, Any], headers: dict[str, str]
     ) -> None:
         try:
             await flight.run(upstream, path, body, headers)

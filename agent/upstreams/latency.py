@@ -82,7 +82,7 @@ class HostSpeed:
         self._update(model, ttft, tps, load_s)
         return True
 
-    def record_wall(self, model: str, ttft_s: float, tokens: int, generate_s: float) -> None:
+    def record_wall(self, model: str, ttft_s: float | None, tokens: int, generate_s: float) -> None:
         """Measured wall times, for hosts whose answers carry no durations."""
         tps = tokens / generate_s if tokens and generate_s > 0 else None
         self._update(model, ttft_s, tps, None)

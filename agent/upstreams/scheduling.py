@@ -11,7 +11,9 @@ powergate makes to an Ollama goes through that upstream's scheduler:
 - ageing: every `AGE_STEP_S` a request waits lifts it one class, so nothing starves;
 - a bounded queue: past `MAX_QUEUE` waiting, a clear UpstreamBusy (503 + Retry-After);
 - a waiter whose client left is simply cancelled: it never reaches Ollama;
-- a running prefetch is cancelled as soon as foreground work waits for its slot.
+- a running prefetch is cancelled as soon as foreground work waits for its slot;
+- a waiting suggestion that names other hosts (`alternates`) may be moved to one
+  of them when its slot frees first (the pool decides; the ticket gets `Moved`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ class Superseded(Exception):
     """A newer completion from the same client extends this one: it will not run."""
 
 
+class Moved(Exception):
+    """Another host became free first: the waiting request goes there instead."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(url)
+
+
 @dataclass(eq=False)
 class Ticket:
     priority: int
@@ -50,6 +60,7 @@ class Ticket:
     future: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     running_task: asyncio.Task[Any] | None = None
     waited: bool = False  # no slot was free when it arrived
+    alternates: tuple[str, ...] = ()  # other hosts that could serve it (a suggestion may move there)
 
     def effective(self, now: float) -> float:
         aged = (now - self.enqueued) / AGE_STEP_S
@@ -63,6 +74,7 @@ class SchedulerStats:
     dropped_before_upstream: int = 0  # the client left while waiting
     preempted_prefetch: int = 0
     rejected_busy: int = 0
+    moved_away: int = 0  # waiting suggestions that another host served
     waited_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -75,6 +87,7 @@ class Scheduler:
         self._seq = itertools.count()
         self.stats = SchedulerStats()
         self.on_preempt: Callable[[Ticket], None] | None = None
+        self.on_free: Callable[[Scheduler], None] | None = None  # a slot stays free: nothing waits here
 
     @property
     def foreground_waiting(self) -> bool:
@@ -101,12 +114,28 @@ class Scheduler:
         while len(self.running) < self.slots:
             t = self._pick()
             if t is None:
+                if self.on_free is not None:
+                    self.on_free(self)
                 return
             self.waiting.remove(t)
             if t.future.done():  # cancelled meanwhile
                 continue
             self.running.add(t)
             t.future.set_result(None)
+
+    def movable(self, to_url: str) -> Ticket | None:
+        """The waiting suggestion that `to_url` could serve, the one the user looks at first."""
+        fits = [
+            t for t in self.waiting if t.priority == AUTOCOMPLETE and to_url in t.alternates and not t.future.done()
+        ]
+        return max(fits, key=lambda t: t.seq) if fits else None
+
+    def withdraw(self, ticket: Ticket, to_url: str) -> None:
+        """Take a waiting ticket out of this queue: its request goes to `to_url`."""
+        if ticket in self.waiting and not ticket.future.done():
+            self.waiting.remove(ticket)
+            self.stats.moved_away += 1
+            ticket.future.set_exception(Moved(to_url))
 
     def _supersede(self, newer: Ticket) -> None:
         if newer.priority != AUTOCOMPLETE or not newer.client:
@@ -130,7 +159,9 @@ class Scheduler:
                 t.running_task.cancel()
 
     @asynccontextmanager
-    async def slot(self, priority: int, client: str = "", prefix: str = "") -> AsyncIterator[Ticket]:
+    async def slot(
+        self, priority: int, client: str = "", prefix: str = "", alternates: tuple[str, ...] = ()
+    ) -> AsyncIterator[Ticket]:
         """Hold one of the upstream's slots for the duration of the block."""
         if len(self.waiting) >= MAX_QUEUE and priority != AUTOCOMPLETE:
             self.stats.rejected_busy += 1
@@ -139,7 +170,7 @@ class Scheduler:
                 url=self.name,
                 retry_after=RETRY_AFTER_S,
             )
-        ticket = Ticket(priority, next(self._seq), time.monotonic(), client, prefix)
+        ticket = Ticket(priority, next(self._seq), time.monotonic(), client, prefix, alternates=alternates)
         ticket.running_task = asyncio.current_task()
         ticket.waited = len(self.running) >= self.slots or bool(self.waiting)
         self._supersede(ticket)
@@ -177,6 +208,7 @@ class Scheduler:
             "dropped_before_upstream": self.stats.dropped_before_upstream,
             "preempted_prefetch": self.stats.preempted_prefetch,
             "rejected_busy": self.stats.rejected_busy,
+            "moved_away": self.stats.moved_away,
         }
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent.errors import ModelNotFound
-from agent.upstreams.choice import HostRecord, choose, describe_scores
 from agent.upstreams.breaker import HostInfo
+from agent.upstreams.choice import HostRecord, choose, describe_scores
 from agent.upstreams.scoring import Power
 
 M = "qwen2.5-coder:1.5b"
