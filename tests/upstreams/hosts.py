@@ -10,6 +10,7 @@ an empty memory, like a restarted `ollama serve`; or so busy that Ollama answers
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,8 +59,23 @@ class Host:
         return len(self.sim.inference_log(include_loads=True))
 
     def kill(self) -> None:
-        """Stop at once: open connections are dropped, new ones refused."""
+        """Die like a killed process: the listening socket closes and every open connection
+        is reset at once (uvicorn's own shutdown would let running answers finish)."""
         srv = self.server._server
+        loop = srv.servers[0].get_loop()
+        done = threading.Event()
+
+        def abort_all() -> None:
+            for s in srv.servers:
+                s.close()
+            for conn in list(srv.server_state.connections):
+                transport = getattr(conn, "transport", None)
+                if transport is not None:
+                    transport.abort()
+            done.set()
+
+        loop.call_soon_threadsafe(abort_all)
+        done.wait(5)
         srv.should_exit = True
         srv.force_exit = True
         self.server._thread.join(timeout=10)
