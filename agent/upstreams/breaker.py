@@ -155,7 +155,8 @@ async def refresh(probe: HostProbe, breaker: Breaker, info: HostInfo, now: float
         info.loaded = await probe.loaded_models()
     except UpstreamError as exc:
         if breaker.failed(str(exc), hard=True, now=now):
-            log.warning("model host %s rests for %.0f s: %s", exc.url, breaker.rest_until - now, exc)
+            # the backend already warned that it is unreachable; this only says for how long we wait
+            log.info("model host %s rests for %.1f s", exc.url, breaker.rest_until - now)
         return False
     info.refreshed_at = now
     breaker.succeeded(now)

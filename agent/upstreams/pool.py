@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -189,7 +190,12 @@ class UpstreamPool:
         hard = isinstance(exc, UpstreamRefused)
         what = str(exc) if exc is not None else f"answered {status}"
         if record.breaker.failed(what, hard=hard):
-            log.warning("model host %s rests until its next check: %s", up.url, what)
+            log.warning(
+                "model host %s failed (%s): no request goes there for %.1f s",
+                up.url,
+                what,
+                max(0.0, record.breaker.rest_until - time.time()),
+            )
 
     def note_success(self, up: Upstream) -> None:
         b = self.records[up.url].breaker

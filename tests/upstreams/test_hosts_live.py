@@ -184,6 +184,8 @@ def test_a_model_no_host_has_is_ollamas_404(tmp_path: Path, make_gateway: Gatewa
     with hosts(("a", fast_sim(), ()), ("b", fast_sim(), ())) as (a, b):
         gw, _ = setup(tmp_path, make_gateway, [(a, {"local": False}), (b, {"local": False})])
         with gw.client() as c:
+            # (a host whose list is not known yet would be asked: its own 404 is the answer then)
+            assert wait_for(lambda: all(u["models"]["models"] is not None for u in status(c)["upstreams"]))
             r = c.post("/api/generate", json={"model": "llama3:8b", "prompt": "hi", "stream": False})
             assert r.status_code == 404
             assert r.json() == {"error": 'model "llama3:8b" not found, try pulling it first'}
