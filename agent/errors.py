@@ -8,6 +8,7 @@ PowergateError
  |    +-- UpstreamTimeout       connected, but no answer in time
  |    +-- UpstreamBusy          every slot taken and the queue is full
  |    +-- ModelNotFound         no configured host has the model (Ollama's 404)
+ |    +-- LightRAGUnavailable   the configured LightRAG server cannot be reached
  +-- CacheError             a cache tier failed (never fails a request)
  +-- BadRequest             the client's request is malformed (HTTP 400)
 
@@ -45,6 +46,10 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamRefused(UpstreamUnavailable):
     """Nothing answered the connect: the host is down (its circuit breaker rests it at once)."""
+
+
+class LightRAGUnavailable(UpstreamError):
+    status_code = 502
 
 
 class UpstreamTimeout(UpstreamError):

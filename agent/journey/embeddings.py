@@ -28,7 +28,6 @@ from agent.journey.request import InferenceRequest
 from agent.profiles import Profile
 from agent.upstreams.base import Reply, Upstream
 from agent.upstreams.pool import Route, retryable
-from agent.upstreams.scheduling import BULK
 
 if TYPE_CHECKING:
     from agent.runtime import Runtime
@@ -145,7 +144,7 @@ class EmbeddingService:
                 f.exception()  # retrieved: followers see it through gather, nobody else must warn
 
     async def _call(
-        self, route: Route, served: list[str], path: str, body: dict[str, Any], fwd: dict[str, str]
+        self, route: Route, served: list[str], priority: int, path: str, body: dict[str, Any], fwd: dict[str, str]
     ) -> Reply:
         """One embedding call on the route's current host; once on the next host if it failed
         before answering (the client has seen nothing yet)."""
@@ -154,7 +153,7 @@ class EmbeddingService:
             resp: Reply | None = None
             error: UpstreamError | None = None
             try:
-                async with up.scheduler.slot(BULK):
+                async with up.scheduler.slot(priority):
                     route.attempt(up)
                     resp = await up.infer(path, body, fwd, stream=False)
             except UpstreamError as exc:
@@ -193,7 +192,7 @@ class EmbeddingService:
         out: list[bytes] = []
         if legacy:
             up = {k: v for k, v in body.items() if k != "stream"}
-            resp = await self._call(route, served, "/api/embeddings", up, fwd)
+            resp = await self._call(route, served, req.priority, "/api/embeddings", up, fwd)
             self._check(path, resp.status_code, resp.content, model, profile)
             return [json.dumps(json.loads(resp.content)["embedding"], separators=(",", ":")).encode()]
         base: dict[str, Any] = {"model": model, "keep_alive": body.get("keep_alive", profile.keep_alive)}
@@ -203,8 +202,7 @@ class EmbeddingService:
         for i in range(0, len(texts), EMBED_BATCH):
             batch = texts[i : i + EMBED_BATCH]
             # One slot per batch: a suggestion waiting behind a re-index gets in between batches.
-            # One slot per batch: a suggestion waiting behind a re-index gets in between batches.
-            resp = await self._call(route, served, "/api/embed", dict(base, input=batch), fwd)
+            resp = await self._call(route, served, req.priority, "/api/embed", dict(base, input=batch), fwd)
             self._check(path, resp.status_code, resp.content, model, profile)
             doc = json.loads(resp.content)
             embs = doc.get("embeddings") or []
