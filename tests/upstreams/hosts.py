@@ -54,9 +54,10 @@ class Host:
             if e.finished and e.status == 200 and not e.cancelled and (model is None or e.model == model)
         )
 
-    def asked(self) -> int:
-        """Inference requests that reached this host at all, whatever came of them."""
-        return len(self.sim.inference_log(include_loads=True))
+    def asked(self, model: str | None = None) -> int:
+        """Inference requests (for `model`) that reached this host at all, whatever came of them."""
+        log = self.sim.inference_log(include_loads=True)
+        return sum(1 for e in log if model is None or e.body.get("model") == model)
 
     def kill(self) -> None:
         """Die like a killed process: the listening socket closes and every open connection
