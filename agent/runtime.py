@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from typing import Any
 
 from agent.cache.codec import KEY_FILE_NAME, make_codec
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 
 PRESSURE_MEMORY_MB = 16  # memory tier size while the machine is short of RAM
 RUNNER_KEYS = ("num_ctx", "num_thread", "num_batch")  # options whose change makes Ollama reload
+# Model names come from clients: any string. The table of what each model's clients last
+# asked is kept for the most recently used models only, so 10,000 made-up names cost nothing.
+MAX_RUNNER_MODELS = 64
 
 
 class Runtime:
@@ -48,7 +52,7 @@ class Runtime:
         self.snapshot_listeners: list[Any] = []
         self.memory_pressure = False
         # runner options each model last got from its clients, to count reloads we avoided
-        self._client_runner: dict[str, tuple[Any, ...]] = {}
+        self._client_runner: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self.reloads_avoided = 0
         self.unloads = 0
         self.capped = 0
@@ -135,6 +139,9 @@ class Runtime:
         if before is not None and before != asked:
             self.reloads_avoided += 1
         self._client_runner[model] = asked
+        self._client_runner.move_to_end(model)
+        while len(self._client_runner) > MAX_RUNNER_MODELS:
+            self._client_runner.popitem(last=False)
         if kind not in ("embed", "embeddings"):
             opts["num_ctx"] = profile.num_ctx
         threads = profile.resolved_num_thread()

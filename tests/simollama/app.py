@@ -295,6 +295,9 @@ async def _body(request: Request) -> dict[str, Any]:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise OllamaError(400, f"invalid character looking for beginning of value: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:
+        # Go's decoder: a number too big for its field, or nesting past its depth limit
+        raise OllamaError(400, f"json: cannot unmarshal: {type(exc).__name__}") from None
     if not isinstance(data, dict):
         raise OllamaError(400, "json: cannot unmarshal array into Go value of type api.GenerateRequest")
     return data
