@@ -18,8 +18,8 @@ from starlette.responses import Response
 from agent.errors import ModelNotFound, UpstreamError
 from agent.gateway import proxy
 from agent.gateway.responses import H_CACHE, H_PROFILE, H_UPSTREAM
-from agent.journey.answer import failure
-from agent.journey.dispatch import upstream_headers
+from agent.journey.answer import failure, serve_flight
+from agent.journey.dispatch import pause_state, record_upstream, upstream_headers
 from agent.journey.request import BYPASS, InferenceRequest
 from agent.metrics import parse_final
 from agent.upstreams.base import Reply, Upstream
@@ -45,6 +45,25 @@ async def forward(req: InferenceRequest, rt: Runtime) -> Response:
         route = rt.upstreams.route(req.model)
     except ModelNotFound as exc:
         return failure(path, exc, req.model, headers[H_PROFILE])
+    pause = pause_state(route.first.kind, req, req.body)
+    if pause is not None:
+        # A stream that may be paused for a suggestion: a flight nobody else joins and
+        # nothing is stored from, so pausing, resuming and stitching (and the host
+        # failover) live in one place.
+        flight = rt.flights.start(
+            "",
+            req.api,
+            req.model,
+            route,
+            path,
+            req.body,
+            upstream_headers(req),
+            register=False,
+            priority=req.priority,
+            pause=pause,
+        )
+        flight.on_finished = lambda f: record_upstream(rt, f)
+        return await serve_flight(req, flight)
     fwd = upstream_headers(req)
     upstream: Upstream | None = route.first
     while upstream is not None:
