@@ -368,7 +368,7 @@ class Flights:
         key: str,
         api: str,
         model: str,
-        upstream: Route,
+        upstream: Route | Upstream,
         path: str,
         body: dict[str, Any],
         headers: dict[str, str],
@@ -387,7 +387,9 @@ class Flights:
         flight.prompt_chars = _prompt_chars(body)
         if register:
             self._by_key[key] = flight
-        flight.task = asyncio.ensure_future(self._run(flight, upstream, path, body, headers))
+        # a Route: the hosts to try, best first; a bare Upstream: that host alone (no failover)
+        route = upstream if isinstance(upstream, Route) else Route([upstream], "given")
+        flight.task = asyncio.ensure_future(self._run(flight, route, path, body, headers))
         return flight
 
     async def _run(
