@@ -115,8 +115,9 @@ class HostProbe(Protocol):
         """The server's version (raises UpstreamError when it does not answer)."""
         ...
 
-    async def list_models(self) -> Mapping[str, float | None]:
-        """Model name -> size in MB (None when the server does not say)."""
+    async def list_models(self) -> Mapping[str, float | None] | None:
+        """Model name -> size in MB (None for a size the server does not say); None when
+        this kind of server cannot list its models (then it may have any)."""
         ...
 
     async def loaded_models(self) -> frozenset[str] | None:
@@ -151,7 +152,8 @@ async def refresh(probe: HostProbe, breaker: Breaker, info: HostInfo, now: float
         breaker.start_probe(now)
     try:
         info.version = await probe.check()
-        info.models = dict(await probe.list_models())
+        models = await probe.list_models()
+        info.models = None if models is None else dict(models)
         info.loaded = await probe.loaded_models()
     except UpstreamError as exc:
         if breaker.failed(str(exc), hard=True, now=now):

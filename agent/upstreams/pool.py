@@ -1,4 +1,4 @@
-"""The configured upstreams, and which one serves a request.
+"""The configured upstreams, which kind each is, and which one serves a request.
 
 Per request the pool ranks the hosts that have the model (agent.upstreams.choice,
 scored by agent.upstreams.scoring) and hands the journey a `Route`: the hosts to
@@ -21,14 +21,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from agent.config import UpstreamSettings
 from agent.errors import UpstreamError, UpstreamRefused, UpstreamUnavailable
 from agent.power.base import PowerSnapshot
-from agent.upstreams.base import Upstream
+from agent.upstreams.base import HEALTH_TIMEOUT, Upstream
 from agent.upstreams.breaker import HostState, refresh
 from agent.upstreams.choice import HostRecord, choose, describe_scores
 from agent.upstreams.health import UpstreamHealth
+from agent.upstreams.llamacpp import LlamaCppUpstream
 from agent.upstreams.ollama import OllamaUpstream
+from agent.upstreams.openai import OpenAIUpstream
 from agent.upstreams.scheduling import Scheduler
 from agent.upstreams.scoring import Power
 
@@ -41,11 +45,43 @@ SAVER_PROFILE = "battery-saver"
 # "round-robin" (each host in turn) and "weight" (the highest-weight reachable host,
 # powergate's behaviour before hosts were scored).
 STRATEGIES = ("score", "round-robin", "weight")
+KINDS: dict[str, type[Upstream]] = {"ollama": OllamaUpstream, "llamacpp": LlamaCppUpstream, "openai": OpenAIUpstream}
+LLAMACPP_PROPS = ("total_slots", "default_generation_settings")  # keys only llama-server's /props has
 
 
 def make_upstream(settings: UpstreamSettings) -> Upstream:
-    """The backend for one `[[upstream]]` table."""
-    return OllamaUpstream(settings)
+    """The backend for one `[[upstream]]` table; "auto" starts as Ollama until probed."""
+    return KINDS.get(settings.kind, OllamaUpstream)(settings)
+
+
+async def probe(client: httpx.AsyncClient) -> str | None:
+    """Which kind of server answers at this client's base URL (None: nothing answered)."""
+
+    async def get_json(path: str) -> tuple[int, object]:
+        try:
+            r = await client.get(path, timeout=HEALTH_TIMEOUT)
+        except httpx.HTTPError:
+            return 0, None
+        try:
+            return r.status_code, r.json()
+        except ValueError:
+            return r.status_code, None
+
+    status, doc = await get_json("/api/version")
+    if status == 0:
+        return None  # not reachable: probe again at the next check
+    if status == 200 and isinstance(doc, dict) and "version" in doc:
+        return "ollama"
+    status, _ = await get_json("/health")
+    if status in (200, 503):
+        status, doc = await get_json("/props")
+        if status == 200 and isinstance(doc, dict) and any(k in doc for k in LLAMACPP_PROPS):
+            return "llamacpp"
+    for path in ("/api/v0/models", "/v1/models"):  # LM Studio's own list, then any OpenAI server
+        status, doc = await get_json(path)
+        if status == 200 and isinstance(doc, dict) and isinstance(doc.get("data"), list):
+            return "openai"
+    return None
 
 
 def retryable(exc: BaseException | None, status: int | None) -> bool:
@@ -107,9 +143,8 @@ class _Probe:
             raise UpstreamRefused(health.error or f"{self.up.url} did not answer", url=self.up.url)
         return health.version
 
-    async def list_models(self) -> Mapping[str, float | None]:
-        models = await self.up.list_models()
-        return {} if models is None else models
+    async def list_models(self) -> Mapping[str, float | None] | None:
+        return await self.up.list_models()
 
     async def loaded_models(self) -> frozenset[str] | None:
         return frozenset(await self.up.loaded_models())
@@ -225,10 +260,13 @@ class UpstreamPool:
 
     async def refresh(self) -> None:
         """The background check of every host (its breaker decides whether it is asked)."""
-        await asyncio.gather(*(self._refresh_one(u) for u in self.upstreams))
+        await asyncio.gather(*(self._refresh_one(i) for i in range(len(self.upstreams))))
 
-    async def _refresh_one(self, up: Upstream) -> None:
+    async def _refresh_one(self, i: int) -> None:
+        up = self.upstreams[i]
         record = self.records[up.url]
+        if not up.kind_known and (record.breaker.serves() or record.breaker.rest_over()):
+            up = await self._resolve_kind(i)
         try:
             await refresh(_Probe(up), record.breaker, record.info)
         except UpstreamError as exc:  # a half-answered check (tags or ps failed)
@@ -238,8 +276,31 @@ class UpstreamPool:
     def primary(self) -> Upstream:
         return self.upstreams[0]
 
+    async def _resolve_kind(self, i: int) -> Upstream:
+        """Probe an "auto" upstream once it answers, and swap in the backend of its kind.
+        Its health (with the tray's listeners) and its queue carry over."""
+        up = self.upstreams[i]
+        kind = await probe(up.client)
+        if kind is None:
+            return up
+        up.kind_known = True
+        if kind == up.kind:
+            return up
+        new = KINDS[kind](up.settings)
+        new.health, new.scheduler = up.health, up.scheduler
+        new.kind_known = True
+        self.upstreams[i] = new
+        await up.aclose()
+        log.info("upstream %s speaks %s", up.url, kind)
+        return new
+
     async def check_all(self) -> list[UpstreamHealth]:
-        return [await u.check() for u in self.upstreams]
+        out = []
+        for i, up in enumerate(list(self.upstreams)):
+            if not up.kind_known:
+                up = await self._resolve_kind(i)
+            out.append(await up.check())
+        return out
 
     # ------------------------------------------------------------ reading
     def describe(self, model: str) -> list[dict[str, Any]]:
