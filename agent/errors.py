@@ -6,6 +6,7 @@ PowergateError
  |    +-- UpstreamUnavailable   connection refused / DNS / connect timeout
  |    +-- UpstreamTimeout       connected, but no answer in time
  |    +-- UpstreamBusy          every slot taken and the queue is full
+ |    +-- StreamBroken          the upstream stopped in the middle of a streamed answer
  |    +-- LightRAGUnavailable   the configured LightRAG server cannot be reached
  +-- CacheError             a cache tier failed (never fails a request)
  +-- BadRequest             the client's request is malformed (HTTP 400)
@@ -44,6 +45,11 @@ class UpstreamUnavailable(UpstreamError):
 
 class LightRAGUnavailable(UpstreamError):
     status_code = 502
+
+
+class StreamBroken(UpstreamError):
+    """An answer stream was cut before its end: the client must see it broken (an error
+    line in its dialect, then an aborted connection), never a clean but short answer."""
 
 
 class UpstreamTimeout(UpstreamError):

@@ -19,11 +19,16 @@ from typing import Any
 import httpx
 
 from agent.cache.answers import DONE_LINE, chunk_is_final, is_sse
-from agent.errors import UpstreamError
+from agent.errors import StreamBroken, UpstreamError
 from agent.upstreams.base import Reply, Upstream
 from agent.upstreams.scheduling import CHAT, Superseded
 
 log = logging.getLogger(__name__)
+
+
+def ends_with_error(chunks: list[bytes]) -> bool:
+    """The upstream wrote its own error line last (Ollama does on a mid-stream failure)."""
+    return bool(chunks) and b'"error"' in chunks[-1][:32]
 
 
 class Flight:
@@ -209,6 +214,9 @@ class Flight:
                 await changed.wait()
             if sse and self.complete:
                 yield DONE_LINE
+            elif not self.complete and not self.superseded and not ends_with_error(self.chunks):
+                # cut mid-way (the upstream died): a clean end would pass a truncated answer off as whole
+                raise StreamBroken("the model server stopped before the answer was complete")
         finally:
             self.leave()
 
