@@ -70,6 +70,7 @@ class CacheSettings:
     disk_mb: float | None = None
     ttl_s: float | None = None
     redis_url: str = ""
+    redis_key: str = ""  # the team key that authenticates every value in the shared Redis
     encrypt: bool = False
     chat: str = "deterministic"
 
@@ -304,6 +305,7 @@ CACHE_KEYS: dict[str, Validator] = {
     "disk_mb": _number_min(0),
     "ttl_s": _number_min(0, exclusive=True),
     "redis_url": _redis_url,
+    "redis_key": _str,
     "encrypt": _bool,
     "chat": _choice(CHAT_CACHE_MODES),
 }
@@ -469,10 +471,20 @@ def load_settings(
     if initial != "auto" and initial not in profiles:
         raise ConfigError(f"unknown profile {initial!r} (valid: auto, {', '.join(profiles)})", key="--profile")
 
+    cache = CacheSettings(**checked.get("cache", {}))
+    if cache.redis_url and not cache.redis_key:
+        raise ConfigError(
+            "required with redis_url: a shared Redis is trusted only with a team key (the same random "
+            'string on every machine, e.g. from `python -c "import secrets; print(secrets.token_urlsafe(32))"`); '
+            "values that fail its HMAC are ignored",
+            key="cache.redis_key",
+            source=source,
+        )
+
     return Settings(
         server=server,
         upstreams=ups,
-        cache=CacheSettings(**checked.get("cache", {})),
+        cache=cache,
         power=PowerSettings(**checked.get("power", {})),
         models=models,
         notifications=NotifySettings(**checked.get("notifications", {})),
@@ -503,6 +515,7 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
                 "disk_mb": s.cache.disk_mb,
                 "ttl_s": s.cache.ttl_s,
                 "redis_url": s.cache.redis_url,
+                "redis_key": "***" if s.cache.redis_key else "",
                 "encrypt": s.cache.encrypt,
                 "chat": s.cache.chat,
             }.items()

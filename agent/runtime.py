@@ -15,6 +15,7 @@ from agent.control import Controller, ProfileChange
 from agent.journey.flights import Flights
 from agent.metrics import Metrics, StateCollector
 from agent.platform import paths
+from agent.platform.private import private_tree
 from agent.power.base import PowerSnapshot
 from agent.prefetch import Prefetcher
 from agent.profiles import TIERS, Profile
@@ -40,10 +41,11 @@ class Runtime:
         self.upstreams = UpstreamPool(settings.upstreams)
         self.flights = Flights()
         self.embed_pending: dict[str, asyncio.Future[Any]] = {}
+        private_tree(settings.data_dir)  # cache, logs, state: the user's alone
         key_dir = settings.config_file.parent if settings.config_file else paths.config_dir()
         codec = make_codec(settings.cache.encrypt, key_dir / KEY_FILE_NAME)
         self.cache = LayeredCache.for_profile(
-            self.controller.profile, settings.data_dir, codec, settings.cache.redis_url
+            self.controller.profile, settings.data_dir, codec, settings.cache.redis_url, settings.cache.redis_key
         )
         self.controller.listeners.append(self._on_profile)
         self.started_at = time.time()

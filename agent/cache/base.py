@@ -61,6 +61,8 @@ class TierStats:
     misses: int = 0
     writes: int = 0
     evictions: int = 0
+    failures: int = 0  # calls that failed on the tier's side (a full disk, an absent Redis)
+    rejected: int = 0  # values read back that failed their check (Redis: HMAC, size)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

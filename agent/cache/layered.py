@@ -35,11 +35,13 @@ class LayeredCache:
         self.cleared_at = 0.0
 
     @classmethod
-    def for_profile(cls, profile: Profile, data_dir: Any, codec: Codec, redis_url: str) -> LayeredCache:
+    def for_profile(
+        cls, profile: Profile, data_dir: Any, codec: Codec, redis_url: str, redis_key: str = ""
+    ) -> LayeredCache:
         from pathlib import Path
 
         disk = DiskTier(Path(data_dir) / "cache", int(profile.disk_mb * MB), codec)
-        redis = RedisTier(redis_url, codec) if redis_url else None
+        redis = RedisTier(redis_url, codec, redis_key) if redis_url else None
         return cls(MemoryTier(int(profile.memory_mb * MB)), disk, redis, profile.ttl_s)
 
     @property

@@ -114,7 +114,7 @@ async def test_disk_survives_kill_9_mid_write(tmp_path: Path) -> None:
 
 
 async def test_redis_down_is_skipped_quickly_and_reported() -> None:
-    t = RedisTier(f"redis://127.0.0.1:{free_port()}/0", Codec())
+    t = RedisTier(f"redis://127.0.0.1:{free_port()}/0", Codec(), "team-key")
     t0 = time.monotonic()
     assert await t.get("k") is None
     await t.set("k", entry(1), 60)
@@ -125,7 +125,7 @@ async def test_redis_down_is_skipped_quickly_and_reported() -> None:
 
 
 async def test_redis_recovers_after_coming_back(redis_server: RedisServer) -> None:
-    t = RedisTier(redis_server.url, Codec())
+    t = RedisTier(redis_server.url, Codec(), "team-key")
     await t.set("k", entry(1), 60)
     assert await t.get("k") is not None
     redis_server.stop()
