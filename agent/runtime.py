@@ -82,7 +82,7 @@ class Runtime:
     async def _apply_profile(self, profile: Profile) -> None:
         await self.cache.apply_profile(profile)
         if self.memory_pressure:
-            await self.cache.memory.resize(min(self.cache.memory.max_bytes, PRESSURE_MEMORY_MB * MB))
+            await self.cache.resize_memory(min(self.cache.memory_budget, PRESSURE_MEMORY_MB * MB))
         if profile.enforce_cap:
             await self.unload_above(profile.cap, keep=set())
 
@@ -107,7 +107,7 @@ class Runtime:
                 self.spawn(self.cache.apply_profile(self.controller.profile))
 
     async def _relieve_memory(self) -> None:
-        await self.cache.memory.resize(min(self.cache.memory.max_bytes, PRESSURE_MEMORY_MB * MB))
+        await self.cache.resize_memory(min(self.cache.memory_budget, PRESSURE_MEMORY_MB * MB))
         p = self.controller.profile
         keep = {self.settings.models.for_tier(p.autocomplete)}
         await self.unload_above("small", keep=keep)

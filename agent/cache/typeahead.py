@@ -91,13 +91,32 @@ class Family:
         self.by_length: dict[int, list[Record]] = {}
         self.count = 0
         self.max_completion = 0
+        self.bytes = 0
+
+
+def _record_bytes(r: Record) -> int:
+    return len(r.completion) + RECORD_OVERHEAD
+
+
+RECORD_OVERHEAD = 200  # bytes of a Record, its hash and list slot besides the completion text
 
 
 class TypeaheadIndex:
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = 1 << 62) -> None:
         self._families: OrderedDict[str, Family] = OrderedDict()
         self.hits = 0
         self.lookups = 0
+        self.max_bytes = max_bytes
+        self.bytes = 0  # completion text and records held, counted against the memory budget
+
+    def resize(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._evict()
+
+    def _evict(self) -> None:
+        while self.bytes > self.max_bytes and self._families:
+            _, fam = self._families.popitem(last=False)
+            self.bytes -= fam.bytes
 
     def add(self, probe: Probe, completion: str, entry_key: str) -> None:
         if not completion:
@@ -106,7 +125,8 @@ class TypeaheadIndex:
         if fam is None:
             fam = self._families[probe.family] = Family()
             while len(self._families) > MAX_FAMILIES:
-                self._families.popitem(last=False)
+                _, old = self._families.popitem(last=False)
+                self.bytes -= old.bytes
         else:
             self._families.move_to_end(probe.family)
         n = len(probe.prefix)
@@ -116,15 +136,25 @@ class TypeaheadIndex:
             bisect.insort(fam.lengths, n)
         ph = _h(probe.prefix)
         before = len(recs)
+        gone = sum(_record_bytes(r) for r in recs if r.prompt_hash == ph)
         recs[:] = [r for r in recs if r.prompt_hash != ph]
-        recs.append(Record(ph, completion, entry_key))
+        rec = Record(ph, completion, entry_key)
+        recs.append(rec)
         fam.count += len(recs) - before
+        delta = _record_bytes(rec) - gone
+        fam.bytes += delta
+        self.bytes += delta
         fam.max_completion = max(fam.max_completion, len(completion))
         if fam.count > MAX_PER_FAMILY:
             # Drop the shortest prompts first: the user has typed past them.
             shortest = fam.lengths[0]
-            fam.count -= len(fam.by_length.pop(shortest))
+            dropped = fam.by_length.pop(shortest)
+            fam.count -= len(dropped)
+            freed = sum(_record_bytes(r) for r in dropped)
+            fam.bytes -= freed
+            self.bytes -= freed
             fam.lengths.pop(0)
+        self._evict()
 
     def lookup(self, probe: Probe) -> tuple[str, Record] | None:
         """(remaining completion, record) when the prompt extends a known suggestion."""
@@ -151,6 +181,7 @@ class TypeaheadIndex:
 
     def clear(self) -> None:
         self._families.clear()
+        self.bytes = 0
 
     def __len__(self) -> int:
         return sum(f.count for f in self._families.values())

@@ -262,6 +262,10 @@ def test_encrypted_cache_has_no_plaintext_on_disk(sim: SimServer, make_gateway: 
 
 def test_profile_switch_resizes_the_memory_tier(gateway: Gateway) -> None:
     httpx.put(gateway.url + "/agent/profile", json={"profile": "battery-saver"})
-    assert wait_for(lambda: gateway.runtime.cache.memory.max_bytes == 32 * 1024 * 1024)
+    cache = gateway.runtime.cache
+    # one budget per profile, shared by the stored answers and the typeahead index
+    assert wait_for(lambda: cache.memory_budget == 32 * 1024 * 1024)
+    assert cache.memory.max_bytes + cache.typeahead.max_bytes == 32 * 1024 * 1024
     httpx.put(gateway.url + "/agent/profile", json={"profile": "performance"})
-    assert wait_for(lambda: gateway.runtime.cache.memory.max_bytes == 256 * 1024 * 1024)
+    assert wait_for(lambda: cache.memory_budget == 256 * 1024 * 1024)
+    assert cache.memory.max_bytes + cache.typeahead.max_bytes == 256 * 1024 * 1024

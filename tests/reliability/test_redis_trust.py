@@ -57,7 +57,9 @@ def test_a_forged_value_is_not_served(sim: SimServer, make_gateway: GatewayFacto
     assert reader.runtime.cache.redis.st.rejected >= 1
 
 
-def test_another_team_key_reads_nothing(sim: SimServer, make_gateway: GatewayFactory, redis_server: RedisServer) -> None:
+def test_another_team_key_reads_nothing(
+    sim: SimServer, make_gateway: GatewayFactory, redis_server: RedisServer
+) -> None:
     a = make_gateway(sim.url, config=config(redis_server.url, "team-a"))
     with a.client() as c:
         assert c.post("/api/generate", json=BODY).status_code == 200
