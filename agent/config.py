@@ -333,6 +333,7 @@ PROFILE_KEYS: dict[str, Validator] = {
     "num_ctx": _int_range(256, 1_048_576),
     "num_thread": _num_thread,
     "interval_s": _interval,
+    "preempt": _bool,
     "lightrag_mode": _choice(LIGHTRAG_MODES),
 }
 assert set(PROFILE_KEYS) == set(PROFILE_FIELDS), "every profile field needs a validator"

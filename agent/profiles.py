@@ -43,6 +43,8 @@ class Profile:
     # LightRAG query mode for the `lightrag` model: "mix" retrieves from the knowledge graph
     # and the chunks (one extra LLM call for keywords); "naive" only from chunks (one LLM call)
     lightrag_mode: str = "mix"
+    # pause a running lower-priority generation for a waiting suggestion, then resume it
+    preempt: bool = True
 
     def resolved_num_thread(self, cpu_count: int | None = None) -> int | None:
         """Threads to send to Ollama, or None to leave Ollama's choice."""
@@ -73,6 +75,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=8192,
         num_thread="auto",
         interval_s=5.0,
+        preempt=True,
     ),
     BALANCED: Profile(
         name=BALANCED,
@@ -89,6 +92,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=4096,
         num_thread="auto",
         interval_s=10.0,
+        preempt=True,
     ),
     BATTERY_SAVER: Profile(
         name=BATTERY_SAVER,
@@ -106,6 +110,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_thread="half",
         interval_s=30.0,
         lightrag_mode="naive",
+        preempt=False,
     ),
 }
 

@@ -39,6 +39,9 @@ class Runtime:
         self.settings = settings
         self.controller = Controller(settings)
         self.upstreams = UpstreamPool(settings.upstreams)
+        for up in self.upstreams.upstreams:
+            # whether a suggestion may pause a running generation: the profile in force decides
+            up.scheduler.preempt_enabled = lambda: self.controller.profile.preempt
         self.flights = Flights()
         self.embed_pending: dict[str, asyncio.Future[Any]] = {}
         private_tree(settings.data_dir)  # cache, logs, state: the user's alone
@@ -59,13 +62,13 @@ class Runtime:
         self.unloads = 0
         self.capped = 0
         self.counters: dict[str, int] = {}  # prefetch and scheduling counts, for metrics
+        self.prefetcher = Prefetcher(self)
         # LightRAG's front, when one is configured; its corpus watch runs at the sampling rhythm
         self.lightrag = LightRAGFront(self, settings.lightrag) if settings.lightrag.enabled else None
         if self.lightrag is not None:
             self.snapshot_listeners.append(self.lightrag.on_snapshot)
         self.metrics = Metrics()
         self.metrics.registry.register(StateCollector(self))
-        self.prefetcher = Prefetcher(self)
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -182,7 +185,16 @@ class Runtime:
             "dropped_before_upstream": sum(u.scheduler.stats.dropped_before_upstream for u in self.upstreams.upstreams),
             "superseded": sum(u.scheduler.stats.superseded for u in self.upstreams.upstreams),
             "prefetch": {
-                k: self.counters.get(k, 0) for k in ("prefetch_issued", "prefetch_used", "prefetch_wasted", "warmups")
+                k: self.counters.get(k, 0)
+                for k in ("prefetch_issued", "prefetch_used", "prefetch_wasted", "prefetch_skipped", "warmups")
+            },
+            "speculation": self.prefetcher.describe(),
+            "preemption": {
+                "enabled": self.controller.profile.preempt,
+                **{
+                    k: sum(getattr(u.scheduler.stats, k) for u in self.upstreams.upstreams)
+                    for k in ("paused", "resumed", "paused_s", "held_after_abort")
+                },
             },
         }
 
