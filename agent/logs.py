@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from agent.platform.private import private_dir, private_file
+from agent.platform.private import private_file, private_tree
 
 LOG_FILE_BYTES = 2 * 1024 * 1024  # per file
 LOG_BACKUPS = 3
@@ -64,7 +64,7 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> Path | None:
     target = log_dir / "powergate.log"
     path: Path | None = target
     try:
-        private_dir(log_dir)
+        private_tree(log_dir)  # our own folder: logs of older versions too
         fh = PrivateRotatingFileHandler(target, maxBytes=LOG_FILE_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
         fh.setFormatter(fmt)
         root.addHandler(fh)

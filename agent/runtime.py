@@ -15,7 +15,7 @@ from agent.control import Controller, ProfileChange
 from agent.journey.flights import Flights
 from agent.metrics import Metrics, StateCollector
 from agent.platform import paths
-from agent.platform.private import private_tree
+from agent.platform.private import private_dir
 from agent.power.base import PowerSnapshot
 from agent.prefetch import Prefetcher
 from agent.profiles import TIERS, Profile
@@ -44,7 +44,9 @@ class Runtime:
             up.scheduler.preempt_enabled = lambda: self.controller.profile.preempt
         self.flights = Flights()
         self.embed_pending: dict[str, asyncio.Future[Any]] = {}
-        private_tree(settings.data_dir)  # cache, logs, state: the user's alone
+        # the user's alone; only its top here: the folders we create in it (cache, logs) are
+        # made private by their owners, and a --data-dir may hold files that are not ours
+        private_dir(settings.data_dir)
         key_dir = settings.config_file.parent if settings.config_file else paths.config_dir()
         codec = make_codec(settings.cache.encrypt, key_dir / KEY_FILE_NAME)
         self.cache = LayeredCache.for_profile(

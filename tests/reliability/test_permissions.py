@@ -34,7 +34,8 @@ def all_paths(root: Path) -> list[Path]:
 def test_cache_and_data_dir_are_private(sim: SimServer, make_gateway: GatewayFactory, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir(mode=0o755)
-    old = data / "left-by-an-older-version.txt"
+    (data / "cache").mkdir(mode=0o755)
+    old = data / "cache" / "left-by-an-older-version.db"
     old.write_text("prompt")
     old.chmod(0o644)
     gw = make_gateway(sim.url, data_dir=data)
