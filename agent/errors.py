@@ -7,9 +7,11 @@ PowergateError
  |    +-- UpstreamTimeout       connected, but no answer in time
  |    +-- UpstreamBusy          every slot taken and the queue is full
  +-- CacheError             a cache tier failed (never fails a request)
+ +-- DatabaseError          the advised Postgres refused or failed a query (powergate db ...)
+ |    +-- DatabaseUnavailable   cannot connect (refused, timeout, authentication)
  +-- BadRequest             the client's request is malformed (HTTP 400)
 
-Third-party errors (httpx, redis, diskcache) are translated into these at the
+Third-party errors (httpx, redis, diskcache, psycopg) are translated into these at the
 module that talks to the library, with ``raise ... from exc``.
 """
 
@@ -54,6 +56,14 @@ class UpstreamBusy(UpstreamError):
 
 
 class CacheError(PowergateError):
+    pass
+
+
+class DatabaseError(PowergateError):
+    pass
+
+
+class DatabaseUnavailable(DatabaseError):
     pass
 
 

@@ -20,6 +20,11 @@ TIERS = ("small", "medium", "large")
 JOB_TIERS = (*TIERS, "embed")
 NUM_THREAD_CHOICES = ("auto", "half")  # "auto": Ollama's choice; "half": half the cores
 DEFAULT_TTL_S = 7 * 24 * 3600.0  # seconds a cached answer stays valid
+# hnsw.ef_search per profile (0: leave the database alone); chosen from the measured
+# recall/latency table in README ("Postgres + pgvector"), bench/pgvector.py.
+EF_SEARCH_PERFORMANCE = 100
+EF_SEARCH_BALANCED = 64
+EF_SEARCH_BATTERY_SAVER = 40
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Profile:
     num_ctx: int
     num_thread: str | int  # "auto", "half" or a thread count
     interval_s: float  # power sampling period
+    ef_search: int = 0  # hnsw.ef_search for the [postgres] role after `db apply` consent; 0: untouched
 
     def resolved_num_thread(self, cpu_count: int | None = None) -> int | None:
         """Threads to send to Ollama, or None to leave Ollama's choice."""
@@ -68,6 +74,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=8192,
         num_thread="auto",
         interval_s=5.0,
+        ef_search=EF_SEARCH_PERFORMANCE,
     ),
     BALANCED: Profile(
         name=BALANCED,
@@ -84,6 +91,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=4096,
         num_thread="auto",
         interval_s=10.0,
+        ef_search=EF_SEARCH_BALANCED,
     ),
     BATTERY_SAVER: Profile(
         name=BATTERY_SAVER,
@@ -100,6 +108,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=2048,
         num_thread="half",
         interval_s=30.0,
+        ef_search=EF_SEARCH_BATTERY_SAVER,
     ),
 }
 
