@@ -223,12 +223,13 @@ def _postgres_dsn(v: Any) -> str:
     s = _str(v).strip()
     if not s:
         return s
-    from psycopg.conninfo import conninfo_to_dict
+    from agent.errors import DatabaseError
+    from agent.services.postgres import describe_target
 
     try:
-        conninfo_to_dict(s)
-    except Exception as exc:  # psycopg.ProgrammingError: libpq's own message names the problem
-        raise ValueError(f"not a Postgres connection string ({exc})") from None
+        describe_target(s)
+    except DatabaseError as exc:
+        raise ValueError(str(exc).removeprefix("[postgres] dsn").lstrip(": ")) from None
     return s
 
 

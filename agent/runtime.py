@@ -19,6 +19,7 @@ from agent.power.base import PowerSnapshot
 from agent.prefetch import Prefetcher
 from agent.profiles import TIERS, Profile
 from agent.routing import tier_of
+from agent.services.postgres import DatabaseService
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ class Runtime:
         self.metrics = Metrics()
         self.metrics.registry.register(StateCollector(self))
         self.prefetcher = Prefetcher(self)
+        pg = settings.postgres
+        # The advised database, if any: it lives on its own worker thread (psycopg blocks).
+        self.database = DatabaseService(pg.dsn, pg.role, pg.lightrag_env, settings.data_dir) if pg.dsn else None
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -67,6 +71,9 @@ class Runtime:
         self.spawn(self._apply_profile(profile))
         if self.monitor is not None:
             self.monitor.set_interval(profile.interval_s)
+        if self.database is not None:
+            # queued on the database's own thread: never awaited, so the switch is never delayed
+            self.database.on_profile(profile.ef_search)
 
     async def _apply_profile(self, profile: Profile) -> None:
         await self.cache.apply_profile(profile)
@@ -81,6 +88,8 @@ class Runtime:
         # Ollama's health is checked at the sampling rate the profile allows, so the tray
         # badge and notifications follow Ollama going away or coming back.
         self.spawn(self.upstreams.check_all())
+        if self.database is not None:
+            self.database.maybe_refresh()
         for listener in list(self.snapshot_listeners):
             listener(snap)
         if decision.memory_pressure != self.memory_pressure:
@@ -174,6 +183,9 @@ class Runtime:
 
     # ------------------------------------------------------------ life cycle
     async def start(self) -> None:
+        if self.database is not None:
+            self.database.on_profile(self.controller.profile.ef_search)
+            self.database.maybe_refresh()
         for health, up in zip(await self.upstreams.check_all(), self.upstreams.upstreams, strict=True):
             if health.reachable:
                 log.info("upstream %s ready (Ollama %s)", up.url, health.version)
@@ -192,5 +204,7 @@ class Runtime:
                 )
 
     async def aclose(self) -> None:
+        if self.database is not None:
+            self.database.close()
         await self.cache.aclose()
         await self.upstreams.aclose()

@@ -9,13 +9,16 @@ the cluster belongs to an unprivileged system user and initdb/pg_ctl run through
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 PG_SYSTEM_USER = "powergate-pg"  # owns the cluster when the tests run as root
 START_TIMEOUT_S = 60.0
@@ -122,3 +125,22 @@ class PgVectorServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def embedding_like(
+    n: int, dims: int, *, topics: int = 97, spread: float = 0.2, noise: float = 0.05, seed: int = 7
+) -> Iterator[str]:
+    """`n` deterministic vectors shaped like text embeddings, as pgvector text: one common
+    direction (embeddings share one), `topics` Gaussian topic centres, Gaussian noise."""
+    rnd = random.Random(seed)
+    centres = [[rnd.gauss(0.0, 1.0) for _ in range(dims)] for _ in range(topics)]
+    for g in range(n):
+        c = centres[g % topics]
+        yield "[" + ",".join(f"{1.0 + spread * x + noise * rnd.gauss(0.0, 1.0):.5f}" for x in c) + "]"
+
+
+def copy_rows(conn: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """COPY rows into a table (much faster than INSERTs)."""
+    with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN".encode()) as cp:
+        for row in rows:
+            cp.write_row(row)

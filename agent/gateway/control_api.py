@@ -167,4 +167,5 @@ async def status_document(rt: Runtime) -> dict[str, Any]:
         "cache": await rt.cache.describe(),
         "recommendations": recommendations(rt),
         "in_flight": len(rt.flights),
+        "database": rt.database.describe() if rt.database is not None else None,
     }

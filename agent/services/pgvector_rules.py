@@ -279,9 +279,13 @@ def _int_setting(facts: DatabaseFacts, name: str, default: int) -> int:
 def find_problems(facts: DatabaseFacts) -> list[Finding]:
     """Every finding, most harmful first."""
     out: list[Finding] = []
+    planned_hnsw: set[str] = set()
     for col in facts.columns:
-        out.extend(_column_findings(facts, col))
-    out.extend(_ef_search_findings(facts))
+        found = _column_findings(facts, col)
+        if any("USING hnsw" in s for f in found for s in f.sql):
+            planned_hnsw.add(col.label)
+        out.extend(found)
+    out.extend(_ef_search_findings(facts, planned_hnsw))
     out.extend(_ivfflat_probe_findings(facts))
     out.extend(_maintenance_findings(facts))
     out.extend(_connection_findings(facts))
@@ -466,8 +470,9 @@ def _role_settings_sql(facts: DatabaseFacts, values: dict[str, str]) -> list[str
     return [f"ALTER ROLE {quote_ident(facts.role)} SET {k} = {v}" for k, v in values.items()]
 
 
-def _ef_search_findings(facts: DatabaseFacts) -> list[Finding]:
-    hnsw_cols = [c for c in facts.columns if any(i.method == "hnsw" for i in c.ann_indexes)]
+def _ef_search_findings(facts: DatabaseFacts, planned_hnsw: set[str]) -> list[Finding]:
+    """ef_search against the LIMIT, for HNSW indexes that exist or that our fixes build."""
+    hnsw_cols = [c for c in facts.columns if c.label in planned_hnsw or any(i.method == "hnsw" for i in c.ann_indexes)]
     if not hnsw_cols:
         return []
     ef = _int_setting(facts, "hnsw.ef_search", DEFAULT_EF_SEARCH)

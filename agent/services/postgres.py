@@ -50,6 +50,7 @@ from agent.services.pgvector_rules import (
 log = logging.getLogger(__name__)
 
 SUPABASE_LOCAL_DSN = "postgresql://postgres:postgres@127.0.0.1:54322/postgres"  # `supabase start`
+DEFAULT_PORT = 5432
 CONNECT_TIMEOUT_S = 3  # seconds; libpq counts whole seconds
 STATEMENT_TIMEOUT_MS = 5000  # per query during a check
 PROBE_STATEMENT_TIMEOUT_MS = 20000  # the exact searches of the recall probe read whole tables
@@ -74,8 +75,11 @@ def describe_target(dsn: str) -> tuple[str, str, int, str]:
         d = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         raise DatabaseError(f"[postgres] dsn is not a valid connection string: {exc}") from None
-    host = str(d.get("host") or d.get("hostaddr") or "localhost")
-    port = int(d.get("port") or 5432)
+    host = str(d.get("host") or d.get("hostaddr") or "localhost").split(",")[0]
+    port_text = str(d.get("port") or DEFAULT_PORT).split(",")[0]
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise DatabaseError(f"[postgres] dsn: port must be a number from 1 to 65535, got {port_text!r}")
+    port = int(port_text)
     user = str(d.get("user") or "")
     db = str(d.get("dbname") or user)
     return f"{user}@{host}:{port}/{db}", host, port, user
@@ -303,9 +307,7 @@ def _probe(cur: psycopg.Cursor[Any], col: ColumnFacts, top_k: int) -> ProbeFacts
         returned += ann_k
         expected += exact_k
     n = len(samples)
-    return ProbeFacts(
-        idx.name, n, hits / (n * PROBE_K), top_k, returned / n, expected / n, conditions, read_share
-    )
+    return ProbeFacts(idx.name, n, hits / (n * PROBE_K), top_k, returned / n, expected / n, conditions, read_share)
 
 
 def _index_read_share(cur: psycopg.Cursor[Any], knn: str, idx: IndexFacts, vectors: list[Any]) -> float | None:
