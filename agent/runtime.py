@@ -53,12 +53,12 @@ class Runtime:
         self.unloads = 0
         self.capped = 0
         self.counters: dict[str, int] = {}  # prefetch and scheduling counts, for metrics
-        self.metrics = Metrics()
-        self.metrics.registry.register(StateCollector(self))
-        self.prefetcher = Prefetcher(self)
         pg = settings.postgres
         # The advised database, if any: it lives on its own worker thread (psycopg blocks).
         self.database = DatabaseService(pg.dsn, pg.role, pg.lightrag_env, settings.data_dir) if pg.dsn else None
+        self.metrics = Metrics()
+        self.metrics.registry.register(StateCollector(self))
+        self.prefetcher = Prefetcher(self)
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

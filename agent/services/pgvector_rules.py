@@ -79,6 +79,7 @@ class ProbeFacts:
     expected_at_top_k: float  # mean rows exact search returned for the same query
     conditions: str = ""  # settings the probe ran with
     index_read_share: float | None = None  # IVFFlat: share of the index one search reads
+    recall_by_ef_search: dict[int, float] = field(default_factory=dict)  # HNSW, measured when recall is low
 
 
 @dataclass
@@ -440,7 +441,10 @@ def _column_findings(facts: DatabaseFacts, col: ColumnFacts) -> list[Finding]:
             )
         else:
             ef = _int_setting(facts, "hnsw.ef_search", DEFAULT_EF_SEARCH)
-            advised_ef = max(ADVISED_EF_SEARCH_MIN, ef * 2)
+            good = [e for e, r in sorted(p.recall_by_ef_search.items()) if r >= LOW_RECALL and e > ef]
+            advised_ef = good[0] if good else max([ADVISED_EF_SEARCH_MIN, ef * 2, *p.recall_by_ef_search])
+            if p.recall_by_ef_search:
+                ev["recall_at_ef_search"] = {e: round(r, 3) for e, r in sorted(p.recall_by_ef_search.items())}
             out.append(
                 Finding(
                     id="low-recall",

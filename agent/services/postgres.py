@@ -32,6 +32,7 @@ from agent.errors import DatabaseError, DatabaseUnavailable
 from agent.services.pgvector_rules import (
     IVFFLAT_DEFAULT_LISTS,
     LIGHTRAG_DEFAULT_TOP_K,
+    LOW_RECALL,
     MIN_ROWS_FOR_INDEX,
     OPERATOR_FAMILY,
     ColumnFacts,
@@ -56,6 +57,7 @@ STATEMENT_TIMEOUT_MS = 5000  # per query during a check
 PROBE_STATEMENT_TIMEOUT_MS = 20000  # the exact searches of the recall probe read whole tables
 PROBE_QUERIES = 5
 PROBE_K = 10
+PROBE_EF_SEARCH = (64, 100, 200, 400)  # tried in turn when recall is low, until it is good
 EXACT_COUNT_MAX_BYTES = 512 * 1024 * 1024  # count(*) below this size, the planner's estimate above
 SLOWEST_STATEMENTS = 5
 PROGRESS_INTERVAL_S = 1.0  # how often apply reports an index build's progress
@@ -291,6 +293,7 @@ def _probe(cur: psycopg.Cursor[Any], col: ColumnFacts, top_k: int) -> ProbeFacts
     at_k = f"SELECT ctid::text FROM {table} {where}ORDER BY {expr} {op} %s{cast} LIMIT %s"
     hits = 0
     returned = expected = 0.0
+    exact_sets: list[tuple[Any, set[str]]] = []
     for sample in samples:
         vec = sample[0]
         k_params = (*sample[1:], vec, top_k)
@@ -306,8 +309,25 @@ def _probe(cur: psycopg.Cursor[Any], col: ColumnFacts, top_k: int) -> ProbeFacts
         hits += len(ann & exact)
         returned += ann_k
         expected += exact_k
+        exact_sets.append((vec, exact))
     n = len(samples)
-    return ProbeFacts(idx.name, n, hits / (n * PROBE_K), top_k, returned / n, expected / n, conditions, read_share)
+    recall = hits / (n * PROBE_K)
+    by_ef: dict[int, float] = {}
+    if idx.method == "hnsw" and recall < LOW_RECALL:
+        # what a larger ef_search would give, so the advice is a measured value, not a guess
+        for ef in PROBE_EF_SEARCH:
+            cur.execute(f"SET LOCAL hnsw.ef_search = {ef}".encode())
+            found = 0
+            for vec, exact in exact_sets:
+                cur.execute(knn.encode(), (vec, PROBE_K))
+                found += len({r[0] for r in cur.fetchall()} & exact)
+            by_ef[ef] = found / (n * PROBE_K)
+            if by_ef[ef] >= LOW_RECALL:
+                break
+        cur.execute(b"RESET hnsw.ef_search")
+    return ProbeFacts(
+        idx.name, n, recall, top_k, returned / n, expected / n, conditions, read_share, recall_by_ef_search=by_ef
+    )
 
 
 def _index_read_share(cur: psycopg.Cursor[Any], knn: str, idx: IndexFacts, vectors: list[Any]) -> float | None:
@@ -508,7 +528,14 @@ def planned_statements(findings: list[Finding]) -> list[str]:
     """The SQL `apply` runs: session settings first, then builds, then role settings."""
     sets = [s for f in findings for s in f.sql if s.upper().startswith("SET ")]
     builds = [s for f in findings for s in f.sql if not s.upper().startswith(("SET ", "ALTER ROLE"))]
-    roles = [s for f in findings for s in f.sql if s.upper().startswith("ALTER ROLE")]
+    # Two findings may set the same setting (low recall, short scans): the larger value wins.
+    by_setting: dict[str, str] = {}
+    for s in (s for f in findings for s in f.sql if s.upper().startswith("ALTER ROLE")):
+        head, _, value = s.rpartition(" = ")
+        old = by_setting.get(head)
+        if old is None or (value.isdigit() and old.isdigit() and int(value) > int(old)):
+            by_setting[head] = value
+    roles = [f"{head} = {value}" for head, value in by_setting.items()]
     seen: set[str] = set()
     out = []
     for s in sets + builds + roles:

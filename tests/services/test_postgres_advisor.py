@@ -207,6 +207,28 @@ def test_a_well_built_ivfflat_is_not_called_unbalanced(vdb: VectorDb, capsys: py
     assert rc == 0
 
 
+def test_low_hnsw_recall_is_measured_and_ef_search_raised(
+    vdb: VectorDb, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    vdb.execute("CREATE TABLE docs (id bigserial PRIMARY KEY, emb vector(64))")
+    fill(vdb, "docs", "emb", 64, 6000)
+    vdb.execute("CREATE INDEX docs_hnsw ON docs USING hnsw (emb vector_cosine_ops)")
+    vdb.execute("ANALYZE docs")
+    vdb.execute("ALTER ROLE app SET hnsw.ef_search = 4", admin=True)  # someone "saved battery" too far
+    rc, doc = check(vdb, capsys)
+    f = finding(doc, "low-recall")
+    ev = f["evidence"]
+    assert ev["recall_at_10"] <= 0.4  # type: ignore[index]  # a scan of ef_search 4 returns at most 4 of 10
+    measured = ev["recall_at_ef_search"]  # type: ignore[index]
+    assert measured and max(measured.values()) >= 0.9
+    first_good = min(int(e) for e, r in measured.items() if r >= 0.9)
+    assert f["sql"] == [f"ALTER ROLE app SET hnsw.ef_search = {first_good}"]
+    assert db("apply", "--yes", "--dsn", vdb.dsn, "--data-dir", str(tmp_path)) == 0
+    assert int(vdb.new_session_setting("hnsw.ef_search")) >= first_good
+    rc, doc = check(vdb, capsys)
+    assert rc == 0, doc["findings"]
+
+
 def test_small_maintenance_work_mem_is_raised_for_the_build(
     vdb: VectorDb, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
