@@ -11,9 +11,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import agent.scheduling as sched
+import agent.upstreams.scheduling as sched
 from agent.errors import UpstreamBusy
-from agent.scheduling import AUTOCOMPLETE, BULK, CHAT, PREFETCH, Scheduler, Superseded
+from agent.upstreams.scheduling import AUTOCOMPLETE, BULK, CHAT, PREFETCH, Scheduler, Superseded
 from tests.conftest import Gateway, GatewayFactory, wait_for
 from tests.simollama import SimOllama, SimServer
 
