@@ -22,6 +22,8 @@ from typing import Any
 
 PG_SYSTEM_USER = "powergate-pg"  # owns the cluster when the tests run as root
 START_TIMEOUT_S = 60.0
+LATENT_DIRECTIONS = 64  # shared directions a vector moves along within its topic
+NOISE_POOL = 997  # isotropic noise vectors, reused (drawing fresh ones per row is slow)
 
 
 def pg_bin_dir() -> Path:
@@ -128,15 +130,36 @@ class PgVectorServer:
 
 
 def embedding_like(
-    n: int, dims: int, *, topics: int = 97, spread: float = 0.2, noise: float = 0.05, seed: int = 7
+    n: int,
+    dims: int,
+    *,
+    topics: int = 97,
+    spread: float = 0.2,
+    noise: float = 0.05,
+    seed: int = 7,
 ) -> Iterator[str]:
-    """`n` deterministic vectors shaped like text embeddings, as pgvector text: one common
-    direction (embeddings share one), `topics` Gaussian topic centres, Gaussian noise."""
+    """`n` deterministic vectors shaped like text embeddings, as pgvector text.
+
+    One common direction (embeddings share one), `topics` Gaussian topic centres, and
+    within a topic a position on a few shared directions (low intrinsic dimension, as
+    real embeddings have) plus a little isotropic noise drawn from a fixed pool."""
     rnd = random.Random(seed)
-    centres = [[rnd.gauss(0.0, 1.0) for _ in range(dims)] for _ in range(topics)]
+
+    def gauss_vector() -> list[float]:
+        return [rnd.gauss(0.0, 1.0) for _ in range(dims)]
+
+    centres = [gauss_vector() for _ in range(topics)]
+    directions = [gauss_vector() for _ in range(LATENT_DIRECTIONS)]
+    jitter = [gauss_vector() for _ in range(NOISE_POOL)]
     for g in range(n):
         c = centres[g % topics]
-        yield "[" + ",".join(f"{1.0 + spread * x + noise * rnd.gauss(0.0, 1.0):.5f}" for x in c) + "]"
+        u, w = directions[rnd.randrange(LATENT_DIRECTIONS)], directions[rnd.randrange(LATENT_DIRECTIONS)]
+        a, b = noise * rnd.gauss(0.0, 1.0), noise * rnd.gauss(0.0, 1.0)
+        j = jitter[rnd.randrange(NOISE_POOL)]
+        tiny = noise * 0.3
+        yield (
+            "[" + ",".join(f"{1.0 + spread * c[i] + a * u[i] + b * w[i] + tiny * j[i]:.5f}" for i in range(dims)) + "]"
+        )
 
 
 def copy_rows(conn: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
