@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from agent.errors import DatabaseError, DatabaseUnavailable
 from agent.services.pgvector_rules import (
@@ -64,6 +65,8 @@ PROGRESS_INTERVAL_S = 1.0  # how often apply reports an index build's progress
 CONSENT_FILE = "postgres-consent.json"
 HEALTH_INTERVAL_S = 60.0  # the agent looks at the database at most this often
 FINDINGS_INTERVAL_S = 600.0  # and re-runs the (probe-free) check at most this often
+POOL_IDLE_S = 2.5 * HEALTH_INTERVAL_S  # the agent's one pooled connection survives between looks
+POOL_CLOSE_TIMEOUT_S = 2.0
 APPLICATION_NAME = "powergate"
 PAGE_BYTES = 8192  # Postgres block size
 
@@ -100,7 +103,7 @@ def connect(dsn: str, *, autocommit: bool = True) -> Iterator[psycopg.Connection
             prepare_threshold=None,  # no server-side prepared statements: transaction poolers lose them
         )
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
         raise DatabaseUnavailable(f"cannot reach Postgres at {target}: {reason}") from None
     try:
         yield conn
@@ -352,11 +355,16 @@ def _index_read_share(cur: psycopg.Cursor[Any], knn: str, idx: IndexFacts, vecto
     return sum(shares) / len(shares) if shares else None
 
 
-def gather_facts(dsn: str, *, lightrag_env: str = "", role: str = "", probe: bool = True) -> DatabaseFacts:
+Connector = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+
+
+def gather_facts(
+    dsn: str, *, lightrag_env: str = "", role: str = "", probe: bool = True, connector: Connector | None = None
+) -> DatabaseFacts:
     """Everything the rules need, read in one READ ONLY transaction."""
     target, host, port, user = describe_target(dsn)
     env = read_env_file(lightrag_env)
-    with connect(dsn) as conn:
+    with connector() if connector else connect(dsn) as conn:
         try:
             with read_only(conn, PROBE_STATEMENT_TIMEOUT_MS if probe else STATEMENT_TIMEOUT_MS) as cur:
                 cur.execute(
@@ -676,10 +684,10 @@ def has_consent(data_dir: Path, dsn: str) -> bool:
         return False
 
 
-def set_role_ef_search(dsn: str, role: str, ef_search: int) -> None:
+def set_role_ef_search(dsn: str, role: str, ef_search: int, connector: Connector | None = None) -> None:
     """ALTER ROLE <role> SET hnsw.ef_search: seen by the role's NEW connections (also through a
     transaction pooler, where a session SET would be lost)."""
-    with connect(dsn) as conn:
+    with connector() if connector else connect(dsn) as conn:
         try:
             conn.execute("SELECT NULL::vector")  # loads pgvector, so a non-superuser may set its settings
             conn.execute(
@@ -710,6 +718,27 @@ class DatabaseService:
         self.lightrag_env = lightrag_env
         self.data_dir = Path(data_dir)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="powergate-db")
+        # At most one server connection, opened on first use, closed after POOL_IDLE_S unused
+        # (min_size 0: nothing is held while the agent has nothing to ask).
+        self._connections = ConnectionPool(
+            dsn,
+            min_size=0,
+            max_size=1,
+            open=False,
+            timeout=CONNECT_TIMEOUT_S + 1,
+            max_idle=POOL_IDLE_S,
+            num_workers=1,
+            check=ConnectionPool.check_connection,
+            name="powergate-db",
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "application_name": APPLICATION_NAME,
+                "prepare_threshold": None,
+            },
+        )
+        self._opened = False
+        self._closing = False
         self._lock = threading.Lock()
         self._wanted_ef: int | None = None
         self.applied_ef: int | None = None
@@ -724,6 +753,28 @@ class DatabaseService:
         self._findings_at = 0.0
         self._busy = False
 
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (only ever used from the worker thread)."""
+        if not self._opened:
+            self._connections.open(wait=False)
+            self._opened = True
+        try:
+            conn_cm = self._connections.connection()
+            conn = conn_cm.__enter__()
+        except PoolTimeout:
+            # the pool hides libpq's reason: one direct attempt names it
+            with connect(self.dsn):
+                pass
+            raise DatabaseUnavailable(f"cannot reach Postgres at {self.target}: no connection in time") from None
+        try:
+            yield conn
+        except BaseException as exc:
+            conn_cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        else:
+            conn_cm.__exit__(None, None, None)
+
     # profile switches -------------------------------------------------------
     def on_profile(self, ef_search: int | None) -> Future[None] | None:
         """Queue `ALTER ROLE ... SET hnsw.ef_search` for the new profile (consent required).
@@ -735,6 +786,8 @@ class DatabaseService:
         return self._pool.submit(self._apply_ef_search)
 
     def _apply_ef_search(self) -> None:
+        if self._closing:
+            return
         with self._lock:
             wanted = self._wanted_ef
         if wanted is None or wanted == self.applied_ef:
@@ -743,7 +796,7 @@ class DatabaseService:
             self.tuning_error = "not consented: run `powergate db apply` once to allow per-profile tuning"
             return
         try:
-            set_role_ef_search(self.dsn, self.role, wanted)
+            set_role_ef_search(self.dsn, self.role, wanted, self._connection)
         except DatabaseError as exc:
             self.tuning_error = str(exc)
             log.warning("could not set hnsw.ef_search = %s for role %s: %s", wanted, self.role, exc)
@@ -765,13 +818,18 @@ class DatabaseService:
         return self._pool.submit(self._refresh, full)
 
     def _refresh(self, full: bool) -> None:
+        if self._closing:
+            self._busy = False
+            return
         try:
             if full:
-                facts = gather_facts(self.dsn, lightrag_env=self.lightrag_env, role=self.role, probe=False)
+                facts = gather_facts(
+                    self.dsn, lightrag_env=self.lightrag_env, role=self.role, probe=False, connector=self._connection
+                )
                 self.findings = [f.as_dict() for f in find_problems(facts)]
                 self.connections, self.max_connections = facts.connections, facts.max_connections
             else:
-                with connect(self.dsn) as conn:
+                with self._connection() as conn:
                     row = conn.execute(
                         "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'), "
                         "current_setting('max_connections')::int"
@@ -806,4 +864,8 @@ class DatabaseService:
         }
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._closing = True  # queued work still runs, but returns at once
+        if self._opened:
+            # closing joins the pool's worker: done on our own thread, not the caller's loop
+            self._pool.submit(self._connections.close, POOL_CLOSE_TIMEOUT_S)
+        self._pool.shutdown(wait=False)
