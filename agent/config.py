@@ -21,6 +21,7 @@ from agent.platform import paths
 from agent.profiles import (
     BUILTIN_PROFILES,
     JOB_TIERS,
+    LIGHTRAG_MODES,
     NUM_THREAD_CHOICES,
     PREFETCH_LEVELS,
     PROFILE_FIELDS,
@@ -97,6 +98,13 @@ class PostgresSettings:
     dsn: str = ""  # e.g. Supabase local: postgresql://postgres:postgres@127.0.0.1:54322/postgres
     role: str = ""  # the role whose hnsw.ef_search follows the profile (default: the DSN's user)
     lightrag_env: str = ""  # LightRAG's .env, read for its POSTGRES_* settings and TOP_K
+class LightRAGSettings:
+    url: str = ""  # a LightRAG API server to front under /lightrag/ (empty: none)
+    api_key: str = ""  # sent as X-API-Key when the client sends no credentials of its own
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,7 @@ class Settings:
     models: ModelSettings = field(default_factory=ModelSettings)
     notifications: NotifySettings = field(default_factory=NotifySettings)
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    lightrag: LightRAGSettings = field(default_factory=LightRAGSettings)
     profiles: dict[str, Profile] = field(default_factory=lambda: dict(BUILTIN_PROFILES))
     config_file: Path | None = None
     config_file_exists: bool = False
@@ -302,6 +311,13 @@ POWER_KEYS: dict[str, Validator] = {"source": _power_source, "interval_s": _inte
 MODEL_KEYS: dict[str, Validator] = {k: _tier_or_model for k in ("small", "medium", "large", "embed")}
 NOTIFY_KEYS: dict[str, Validator] = {"enabled": _bool}
 POSTGRES_KEYS: dict[str, Validator] = {"dsn": _postgres_dsn, "role": _role, "lightrag_env": _str}
+
+
+def _optional_url(v: Any) -> str:
+    return _http_url(v) if _str(v).strip() else ""
+
+
+LIGHTRAG_KEYS: dict[str, Validator] = {"url": _optional_url, "api_key": _str}
 PROFILE_KEYS: dict[str, Validator] = {
     "memory_mb": _number_min(0),
     "disk_mb": _number_min(0),
@@ -317,10 +333,11 @@ PROFILE_KEYS: dict[str, Validator] = {
     "num_thread": _num_thread,
     "interval_s": _interval,
     "ef_search": _ef_search,
+    "lightrag_mode": _choice(LIGHTRAG_MODES),
 }
 assert set(PROFILE_KEYS) == set(PROFILE_FIELDS), "every profile field needs a validator"
 
-SECTIONS = ("server", "upstream", "cache", "power", "models", "notifications", "postgres", "profiles")
+SECTIONS = ("server", "upstream", "cache", "power", "models", "notifications", "lightrag", "postgres", "profiles")
 
 
 def _validate_table(table: Any, keys: dict[str, Validator], prefix: str, source: str) -> dict[str, Any]:
@@ -360,6 +377,7 @@ def parse_config(data: dict[str, Any], source: str = "") -> dict[str, Any]:
         ("models", MODEL_KEYS),
         ("notifications", NOTIFY_KEYS),
         ("postgres", POSTGRES_KEYS),
+        ("lightrag", LIGHTRAG_KEYS),
     ):
         if section in data:
             out[section] = _validate_table(data[section], keys, section, source)
@@ -456,6 +474,7 @@ def load_settings(
         models=models,
         notifications=NotifySettings(**checked.get("notifications", {})),
         postgres=PostgresSettings(**checked.get("postgres", {})),
+        lightrag=LightRAGSettings(**checked.get("lightrag", {})),
         profiles=profiles,
         config_file=path,
         config_file_exists=exists,
@@ -502,6 +521,7 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
             "role": s.postgres.role,
             "lightrag_env": s.postgres.lightrag_env,
         },
+        "lightrag": {"url": s.lightrag.url, "api_key": "***" if s.lightrag.api_key else ""},
         "profiles": {name: {k: v for k, v in p.as_dict().items() if k != "name"} for name, p in s.profiles.items()},
     }
 

@@ -6,6 +6,7 @@ PowergateError
  |    +-- UpstreamUnavailable   connection refused / DNS / connect timeout
  |    +-- UpstreamTimeout       connected, but no answer in time
  |    +-- UpstreamBusy          every slot taken and the queue is full
+ |    +-- LightRAGUnavailable   the configured LightRAG server cannot be reached
  +-- CacheError             a cache tier failed (never fails a request)
  +-- DatabaseError          the advised Postgres refused or failed a query (powergate db ...)
  |    +-- DatabaseUnavailable   cannot connect (refused, timeout, authentication)
@@ -40,6 +41,10 @@ class UpstreamError(PowergateError):
 
 
 class UpstreamUnavailable(UpstreamError):
+    status_code = 502
+
+
+class LightRAGUnavailable(UpstreamError):
     status_code = 502
 
 

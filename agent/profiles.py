@@ -18,6 +18,8 @@ BUILTIN_ORDER = (PERFORMANCE, BALANCED, BATTERY_SAVER)
 PREFETCH_LEVELS = ("off", "warm", "speculative")
 TIERS = ("small", "medium", "large")
 JOB_TIERS = (*TIERS, "embed")
+# LightRAG query modes the `lightrag` model may use (LightRAG's QueryParam.mode, minus "bypass")
+LIGHTRAG_MODES = ("naive", "local", "global", "hybrid", "mix")
 NUM_THREAD_CHOICES = ("auto", "half")  # "auto": Ollama's choice; "half": half the cores
 DEFAULT_TTL_S = 7 * 24 * 3600.0  # seconds a cached answer stays valid
 # hnsw.ef_search per profile (0: leave the database alone); chosen from the measured
@@ -42,8 +44,11 @@ class Profile:
     keep_alive: str
     num_ctx: int
     num_thread: str | int  # "auto", "half" or a thread count
-    interval_s: float  # power sampling period
+    interval_s: float  # power sampling period (also the LightRAG corpus watch period)
     ef_search: int = 0  # hnsw.ef_search for the [postgres] role after `db apply` consent; 0: untouched
+    # LightRAG query mode for the `lightrag` model: "mix" retrieves from the knowledge graph
+    # and the chunks (one extra LLM call for keywords); "naive" only from chunks (one LLM call)
+    lightrag_mode: str = "mix"
 
     def resolved_num_thread(self, cpu_count: int | None = None) -> int | None:
         """Threads to send to Ollama, or None to leave Ollama's choice."""
@@ -109,6 +114,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_thread="half",
         interval_s=30.0,
         ef_search=EF_SEARCH_BATTERY_SAVER,
+        lightrag_mode="naive",
     ),
 }
 

@@ -18,6 +18,7 @@ from agent.power.base import PowerSnapshot
 from agent.prefetch import Prefetcher
 from agent.profiles import TIERS, Profile
 from agent.routing import tier_of
+from agent.services.lightrag import LightRAGFront
 from agent.services.postgres import DatabaseService
 from agent.upstreams.pool import UpstreamPool
 
@@ -56,6 +57,10 @@ class Runtime:
         pg = settings.postgres
         # The advised database, if any: it lives on its own worker thread (psycopg blocks).
         self.database = DatabaseService(pg.dsn, pg.role, pg.lightrag_env, settings.data_dir) if pg.dsn else None
+        # LightRAG's front, when one is configured; its corpus watch runs at the sampling rhythm
+        self.lightrag = LightRAGFront(self, settings.lightrag) if settings.lightrag.enabled else None
+        if self.lightrag is not None:
+            self.snapshot_listeners.append(self.lightrag.on_snapshot)
         self.metrics = Metrics()
         self.metrics.registry.register(StateCollector(self))
         self.prefetcher = Prefetcher(self)
@@ -195,6 +200,8 @@ class Runtime:
                     "answers; requests that need Ollama get a clear 502 until it is up",
                     up.url,
                 )
+        if self.lightrag is not None:
+            await self.lightrag.start()
         if self.cache.redis is not None:
             if await self.cache.redis.ping():
                 log.info("redis cache tier %s connected", self.settings.cache.redis_url)
@@ -206,5 +213,7 @@ class Runtime:
     async def aclose(self) -> None:
         if self.database is not None:
             self.database.close()
+        if self.lightrag is not None:
+            await self.lightrag.aclose()
         await self.cache.aclose()
         await self.upstreams.aclose()

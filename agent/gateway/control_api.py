@@ -168,4 +168,5 @@ async def status_document(rt: Runtime) -> dict[str, Any]:
         "recommendations": recommendations(rt),
         "in_flight": len(rt.flights),
         "database": rt.database.describe() if rt.database is not None else None,
+        "lightrag": rt.lightrag.describe() if rt.lightrag is not None else None,
     }

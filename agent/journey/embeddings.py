@@ -26,7 +26,6 @@ from agent.gateway import proxy
 from agent.gateway.responses import H_CACHE, H_PROFILE, error_response, powergate_headers
 from agent.journey.request import InferenceRequest
 from agent.profiles import Profile
-from agent.upstreams.scheduling import BULK
 
 if TYPE_CHECKING:
     from agent.runtime import Runtime
@@ -148,7 +147,7 @@ class EmbeddingService:
         out: list[bytes] = []
         if legacy:
             up = {k: v for k, v in body.items() if k != "stream"}
-            async with upstream.scheduler.slot(BULK):
+            async with upstream.scheduler.slot(req.priority):
                 resp = await upstream.infer("/api/embeddings", up, fwd, stream=False)
             self._check(path, resp.status_code, resp.content, model, profile)
             return [json.dumps(json.loads(resp.content)["embedding"], separators=(",", ":")).encode()]
@@ -159,7 +158,7 @@ class EmbeddingService:
         for i in range(0, len(texts), EMBED_BATCH):
             batch = texts[i : i + EMBED_BATCH]
             # One slot per batch: a suggestion waiting behind a re-index gets in between batches.
-            async with upstream.scheduler.slot(BULK):
+            async with upstream.scheduler.slot(req.priority):
                 resp = await upstream.infer("/api/embed", dict(base, input=batch), fwd, stream=False)
             self._check(path, resp.status_code, resp.content, model, profile)
             doc = json.loads(resp.content)

@@ -24,6 +24,9 @@ DEFAULT_KEEP_ALIVE_S = 300.0
 NDJSON = "application/x-ndjson"
 RUNNER_OPTIONS = ("num_ctx", "num_thread", "num_batch", "num_gpu", "main_gpu", "use_mmap")
 DEFAULT_NUM_CTX = 4096
+# A model answers from what it was given: the simulated one quotes every fact marker in
+# its prompt (e.g. a document chunk LightRAG retrieved), so a new document is observable.
+FACT_MARKER = re.compile(r"FACT-[A-Za-z0-9]+")
 VOCAB = (
     "return",
     "self",
@@ -487,6 +490,9 @@ def build_app(sim: SimOllama) -> Starlette:
             return JSONResponse(out)
 
         tokens = sim.text_tokens(model, seed_text, options)
+        facts = list(dict.fromkeys(FACT_MARKER.findall(seed_text.replace("\\n", " "))))
+        if facts:
+            tokens = [f"facts: {' '.join(facts)};", *tokens]
         if body.get("format") == "json" or isinstance(body.get("format"), dict):
             tokens = [json.dumps({"answer": "".join(tokens)})]
         done_reason = "length" if "num_predict" in options and len(tokens) >= options["num_predict"] else "stop"
