@@ -98,6 +98,9 @@ class PostgresSettings:
     dsn: str = ""  # e.g. Supabase local: postgresql://postgres:postgres@127.0.0.1:54322/postgres
     role: str = ""  # the role whose hnsw.ef_search follows the profile (default: the DSN's user)
     lightrag_env: str = ""  # LightRAG's .env, read for its POSTGRES_* settings and TOP_K
+
+
+@dataclass(frozen=True)
 class LightRAGSettings:
     url: str = ""  # a LightRAG API server to front under /lightrag/ (empty: none)
     api_key: str = ""  # sent as X-API-Key when the client sends no credentials of its own

@@ -137,12 +137,18 @@ def embedding_like(
     spread: float = 0.2,
     noise: float = 0.05,
     seed: int = 7,
+    subtopics: int = 1,
+    subtopic_spread: float = 0.1,
+    sample_seed: int | None = None,
 ) -> Iterator[str]:
     """`n` deterministic vectors shaped like text embeddings, as pgvector text.
 
     One common direction (embeddings share one), `topics` Gaussian topic centres, and
     within a topic a position on a few shared directions (low intrinsic dimension, as
-    real embeddings have) plus a little isotropic noise drawn from a fixed pool."""
+    real embeddings have) plus a little isotropic noise drawn from a fixed pool.
+    With `subtopics` > 1 each topic splits into that many sub-centres: close
+    neighbourhoods (near-duplicates, one document's chunks) as in a real corpus.
+    `sample_seed` draws other vectors around the SAME centres (held-out queries)."""
     rnd = random.Random(seed)
 
     def gauss_vector() -> list[float]:
@@ -151,8 +157,18 @@ def embedding_like(
     centres = [gauss_vector() for _ in range(topics)]
     directions = [gauss_vector() for _ in range(LATENT_DIRECTIONS)]
     jitter = [gauss_vector() for _ in range(NOISE_POOL)]
+    if subtopics > 1:
+        # a separate generator, so the default shape (subtopics = 1) stays exactly as it was
+        sub = random.Random(seed + 1)
+        centres = [
+            [x + subtopic_spread / spread * sub.gauss(0.0, 1.0) for x in centre]
+            for centre in centres
+            for _ in range(subtopics)
+        ]
+    if sample_seed is not None:
+        rnd = random.Random(sample_seed)
     for g in range(n):
-        c = centres[g % topics]
+        c = centres[(g % topics) * subtopics + (g // topics) % subtopics if subtopics > 1 else g % topics]
         u, w = directions[rnd.randrange(LATENT_DIRECTIONS)], directions[rnd.randrange(LATENT_DIRECTIONS)]
         a, b = noise * rnd.gauss(0.0, 1.0), noise * rnd.gauss(0.0, 1.0)
         j = jitter[rnd.randrange(NOISE_POOL)]
