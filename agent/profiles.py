@@ -49,6 +49,8 @@ class Profile:
     # LightRAG query mode for the `lightrag` model: "mix" retrieves from the knowledge graph
     # and the chunks (one extra LLM call for keywords); "naive" only from chunks (one LLM call)
     lightrag_mode: str = "mix"
+    # pause a running lower-priority generation for a waiting suggestion, then resume it
+    preempt: bool = True
 
     def resolved_num_thread(self, cpu_count: int | None = None) -> int | None:
         """Threads to send to Ollama, or None to leave Ollama's choice."""
@@ -80,6 +82,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_thread="auto",
         interval_s=5.0,
         ef_search=EF_SEARCH_PERFORMANCE,
+        preempt=True,
     ),
     BALANCED: Profile(
         name=BALANCED,
@@ -97,6 +100,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_thread="auto",
         interval_s=10.0,
         ef_search=EF_SEARCH_BALANCED,
+        preempt=True,
     ),
     BATTERY_SAVER: Profile(
         name=BATTERY_SAVER,
@@ -115,6 +119,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         interval_s=30.0,
         ef_search=EF_SEARCH_BATTERY_SAVER,
         lightrag_mode="naive",
+        preempt=False,
     ),
 }
 

@@ -13,6 +13,7 @@ from agent import __version__
 from agent.errors import BadRequest, PowergateError, UpstreamError, UpstreamUnavailable
 from agent.gateway import lanes, proxy
 from agent.gateway.control_api import control_routes
+from agent.gateway.guard import ErrorGuard
 from agent.gateway.responses import error_response, json_response, powergate_headers
 from agent.gateway.security import SecurityMiddleware
 from agent.gateway.validate import INFERENCE_KINDS, parse_json_object, validate
@@ -139,4 +140,4 @@ def build_app(runtime: Runtime) -> Starlette:
         check_host=server.is_loopback,
         allowed_origins=server.allowed_origins,
     )
-    return lanes.LaneMiddleware(secured)  # type: ignore[return-value]
+    return ErrorGuard(lanes.LaneMiddleware(secured))  # type: ignore[return-value]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from agent.errors import BadRequest
+from agent.gateway import jsonsafe
 
 # kind of call per inference path
 INFERENCE_KINDS = {
@@ -31,11 +31,7 @@ _TYPE_NAMES = {
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise BadRequest("missing request body: expected a JSON object")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        msg = getattr(exc, "msg", str(exc))
-        raise BadRequest(f"invalid JSON in request body: {msg}") from None
+    data = jsonsafe.loads(raw)  # bounded depth, no lone surrogates, 400 for what json rejects
     if not isinstance(data, dict):
         raise BadRequest(f"request body must be a JSON object, not {type(data).__name__}")
     return data
@@ -85,6 +81,8 @@ def validate(path: str, body: dict[str, Any]) -> str:
         raise BadRequest("model is required", param="model")
     if not isinstance(model, str):
         raise BadRequest(f"invalid value for 'model': expected a string, got {type(model).__name__}", param="model")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in model):  # CR/LF/NUL: no model has them
+        raise BadRequest(f"invalid model name {model!r}", param="model")
     _check(body, "stream", (bool,))
     _check(body, "options", (dict,))
     _check(body, "keep_alive", (str, int, float))
