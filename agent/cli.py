@@ -239,6 +239,16 @@ def _fmt_status(s: dict[str, Any]) -> str:
                 f"cache {t['name']}: {t.get('entries', '?')} entries, {t.get('bytes', 0) / 1e6:.1f} MB, hits {t.get('hits', 0)}"
                 + ("" if t.get("available", True) else f" (unavailable: {t.get('error', '')})")
             )
+    rag = s.get("lightrag")
+    if rag:
+        state = {True: "reachable", False: "NOT reachable", None: "not checked yet"}[rag.get("reachable")]
+        busy = ", indexing" if rag.get("pipeline_busy") else ""
+        q = rag.get("query_cache", {})
+        lines.append(
+            f"lightrag {rag['url']}: {state}{busy}, LightRAG {rag.get('core_version') or '?'}, corpus version "
+            f"{rag.get('corpus_version')}, {rag.get('status_counts', {}).get('processed', 0)} documents, "
+            f"queries: {q.get('hits', 0)} hits, {q.get('misses', 0)} misses, {q.get('coalesced', 0)} coalesced"
+        )
     power = s.get("power")
     if power:
         batt = f"battery {power['percent']:.0f}%" if power.get("percent") is not None else "no battery"
