@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.cache.codec import KEY_FILE_NAME, make_codec
 from agent.cache.layered import MB, LayeredCache
@@ -20,8 +20,10 @@ from agent.prefetch import Prefetcher
 from agent.profiles import TIERS, Profile
 from agent.routing import tier_of
 from agent.services.lightrag import LightRAGFront
-from agent.services.postgres import DatabaseService
 from agent.upstreams.pool import UpstreamPool
+
+if TYPE_CHECKING:
+    from agent.services.postgres import DatabaseService
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,12 @@ class Runtime:
         self.counters: dict[str, int] = {}  # prefetch and scheduling counts, for metrics
         pg = settings.postgres
         # The advised database, if any: it lives on its own worker thread (psycopg blocks).
-        self.database = DatabaseService(pg.dsn, pg.role, pg.lightrag_env, settings.data_dir) if pg.dsn else None
+        # psycopg is imported only then, so an agent without [postgres] starts as fast as before.
+        self.database: DatabaseService | None = None
+        if pg.dsn:
+            from agent.services.postgres import DatabaseService
+
+            self.database = DatabaseService(pg.dsn, pg.role, pg.lightrag_env, settings.data_dir)
         self.prefetcher = Prefetcher(self)
         # LightRAG's front, when one is configured; its corpus watch runs at the sampling rhythm
         self.lightrag = LightRAGFront(self, settings.lightrag) if settings.lightrag.enabled else None
