@@ -9,6 +9,7 @@ given as the `.env` lines to change.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,9 @@ LIGHTRAG_VECTOR_COLUMN = "content_vector"
 LIGHTRAG_DEFAULT_TOP_K = 40
 LIGHTRAG_DEFAULT_MAX_CONNECTIONS = 50  # its pool size when POSTGRES_MAX_CONNECTIONS is unset
 GENERIC_TOP_K = 10  # the LIMIT we assume for other applications
+LIGHTRAG_DEFAULT_HNSW_M = 16  # POSTGRES_HNSW_M
+LIGHTRAG_DEFAULT_HNSW_EF = 64  # POSTGRES_HNSW_EF (its ef_construction)
+PG_MAX_IDENTIFIER_BYTES = 63
 
 OPERATOR_FAMILY = {"<=>": "cosine", "<->": "l2", "<#>": "ip", "<+>": "l1"}
 FAMILY_OPERATOR = {v: k for k, v in OPERATOR_FAMILY.items()}
@@ -234,14 +238,35 @@ def advised_maintenance_work_mem(need: int) -> int:
 
 
 def index_name(col: ColumnFacts, method: str = "hnsw") -> str:
+    if col.is_lightrag:
+        return lightrag_index_name(col.table, f"{method}_cosine")
     base = f"{col.table}_{col.column}_{method}".lower()
     return base[:63]
 
 
-def create_index_sql(col: ColumnFacts, op: str) -> tuple[str, str]:
+def lightrag_index_name(table: str, suffix: str) -> str:
+    """The name LightRAG gives its own vector index (postgres_impl._safe_index_name): with it,
+    LightRAG finds the index we built at its next start instead of building another."""
+    full = f"idx_{table.lower()}_{suffix}"
+    if len(full.encode()) <= PG_MAX_IDENTIFIER_BYTES:
+        return full
+    return f"idx_{hashlib.md5(table.lower().encode()).hexdigest()[:12]}_{suffix}"  # noqa: S324 - a name, not security
+
+
+def create_index_sql(col: ColumnFacts, op: str, lightrag_env: dict[str, str] | None = None) -> tuple[str, str]:
     """The CREATE INDEX CONCURRENTLY statement for an HNSW index matching `op`, and a note."""
     family = OPERATOR_FAMILY.get(op, "cosine")
     name = quote_ident(index_name(col))
+    if col.is_lightrag:
+        # LightRAG's own index, as it would build it: same name, same build parameters
+        env = lightrag_env or {}
+        m = env.get("POSTGRES_HNSW_M", str(LIGHTRAG_DEFAULT_HNSW_M))
+        ef = env.get("POSTGRES_HNSW_EF", str(LIGHTRAG_DEFAULT_HNSW_EF))
+        return (
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {col.qualified} "
+            f"USING hnsw ({quote_ident(col.column)} {col.type}_cosine_ops) WITH (m = {int(m)}, ef_construction = {int(ef)})",
+            "",
+        )
     if col.type == "vector" and col.dims and col.dims > HNSW_MAX_DIMS["vector"]:
         expr = f"({quote_ident(col.column)}::halfvec({col.dims}))"
         note = (
@@ -366,15 +391,38 @@ def _column_findings(facts: DatabaseFacts, col: ColumnFacts) -> list[Finding]:
             )
             return out
         op, how = col.operator
-        sql, note = create_index_sql(col, op)
-        env: list[str] = []
-        if col.is_lightrag:
-            wide = col.type == "vector" and col.dims is not None and col.dims > HNSW_MAX_DIMS["vector"]
-            env.append(f"POSTGRES_VECTOR_INDEX_TYPE={'HNSW_HALFVEC' if wide else 'HNSW'}")
         message = (
             f"{col.label} has {col.rows} rows and no ANN index: every search reads the whole table "
             f"({col.seq_scan} sequential scans so far)."
         )
+        wide = col.type == "vector" and col.dims is not None and col.dims > HNSW_MAX_DIMS["vector"]
+        if col.is_lightrag and wide:
+            # LightRAG queries with `content_vector <=> $1::vector`: an index on a halfvec cast
+            # would never be used. Its own HNSW_HALFVEC mode converts the column to halfvec and
+            # builds the index itself (and casts its queries), so the fix is its setting.
+            out.append(
+                Finding(
+                    id="missing-ann-index",
+                    severity="warning",
+                    subject=col.label,
+                    message=message
+                    + f" {col.dims} dimensions exceed HNSW's {HNSW_MAX_DIMS['vector']} for vector (LightRAG only logs "
+                    "the failed build). Set LightRAG's index type to HNSW_HALFVEC and restart it: it converts "
+                    f"content_vector to halfvec({col.dims}) (one table rewrite) and builds the index, up to "
+                    f"{HNSW_MAX_DIMS['halfvec']} dimensions.",
+                    evidence={**evidence, "operator": op, "operator_source": how},
+                    env=["POSTGRES_VECTOR_INDEX_TYPE=HNSW_HALFVEC"],
+                )
+            )
+            return out
+        sql, note = create_index_sql(col, op, facts.lightrag_env)
+        env: list[str] = []
+        if col.is_lightrag:
+            env.append("POSTGRES_VECTOR_INDEX_TYPE=HNSW")
+            message += (
+                " The index is built under LightRAG's own name, so with POSTGRES_VECTOR_INDEX_TYPE=HNSW "
+                "LightRAG keeps it at its next start."
+            )
         if note:
             message += " " + note + "."
         out.append(
@@ -424,10 +472,15 @@ def _column_findings(facts: DatabaseFacts, col: ColumnFacts) -> list[Finding]:
                 "up with inserts)."
             )
             op = idx.operator
-            sql, _ = create_index_sql(col, op)
+            sql, _ = create_index_sql(col, op, facts.lightrag_env)
             fix = [sql, f"DROP INDEX CONCURRENTLY IF EXISTS {quote_ident(col.schema)}.{quote_ident(idx.name)}"]
             ev["advised_lists_if_kept"] = advised
             env = ["POSTGRES_VECTOR_INDEX_TYPE=HNSW"] if col.is_lightrag else []
+            if col.is_lightrag:
+                message += (
+                    " Change LightRAG's .env before its next start: with IVFFLAT still set it would drop the new "
+                    "index and build IVFFlat again."
+                )
             out.append(
                 Finding(
                     id="ivfflat-built-empty",

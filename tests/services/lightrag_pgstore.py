@@ -71,8 +71,10 @@ async def main(action: str, count: int) -> dict[str, object]:
     await store.initialize()
     # a query text whose vector is chunk 100's: its topic's chunks are its nearest neighbours
     results = await store.query("chunk text 100", top_k=count)
+    # what LightRAG's own pooled connections see (the role's settings apply to new sessions)
+    row = await store.db.query("SELECT current_setting('hnsw.ef_search', true) AS ef")
     await store.finalize()
-    return {"returned": len(results)}
+    return {"returned": len(results), "ef_search": (row or {}).get("ef")}
 
 
 if __name__ == "__main__":

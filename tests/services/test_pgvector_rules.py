@@ -3,6 +3,7 @@ the application uses, limits by type, LightRAG's names, config validation."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -87,13 +88,25 @@ def test_types_and_dimension_limits() -> None:
     assert find_problems(facts(small)) == []  # an exact scan of 200 rows is fine
 
 
-def test_lightrag_tables_are_known_and_get_env_lines() -> None:
-    col = column("lightrag_vdb_chunks_qwen3_embedding_2560d", "content_vector", "vector", 2560)
+def test_lightrag_tables_are_known_and_get_its_own_index_or_env_lines() -> None:
+    col = column("lightrag_vdb_chunks", "content_vector", "vector", 1024)
     assert col.is_lightrag
     (f,) = [f for f in find_problems(facts(col)) if f.id == "missing-ann-index"]
-    assert "(content_vector::halfvec(2560)) halfvec_cosine_ops" in f.sql[0]
-    assert f.env == ["POSTGRES_VECTOR_INDEX_TYPE=HNSW_HALFVEC"]
+    assert f.sql == [
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_lightrag_vdb_chunks_hnsw_cosine ON public.lightrag_vdb_chunks "
+        "USING hnsw (content_vector vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+    ]
+    assert f.env == ["POSTGRES_VECTOR_INDEX_TYPE=HNSW"]
     assert f.evidence["operator_source"] == "LightRAG queries with <=> (cosine)"
+    # a model-suffixed table whose name is too long: LightRAG's hashed index name
+    long = column("lightrag_vdb_relation_qwen3_embedding_0_6b_1024d", "content_vector", "vector", 1024)
+    (f,) = [f for f in find_problems(facts(long)) if f.id == "missing-ann-index"]
+    hashed = "idx_" + hashlib.md5(long.table.encode()).hexdigest()[:12] + "_hnsw_cosine"  # as LightRAG names it
+    assert f" {hashed} ON " in f.sql[0]
+    # above 2,000 dims LightRAG queries with ::vector: its own HNSW_HALFVEC mode is the fix, not our SQL
+    wide = column("lightrag_vdb_chunks_qwen3_embedding_2560d", "content_vector", "vector", 2560)
+    (f,) = [f for f in find_problems(facts(wide)) if f.id == "missing-ann-index"]
+    assert f.sql == [] and f.env == ["POSTGRES_VECTOR_INDEX_TYPE=HNSW_HALFVEC"]
     assert quote_ident("LightRAG") == '"LightRAG"' and quote_ident("lightrag_vdb_chunks") == "lightrag_vdb_chunks"
 
 

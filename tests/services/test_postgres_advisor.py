@@ -180,9 +180,10 @@ def test_ivfflat_built_on_the_empty_table_is_found_and_rebuilt(
     assert f["subject"] == "idx_lightrag_vdb_entity_ivfflat_cosine"
     share = float(str(f["evidence"]["index_read_per_search"]).rstrip("%"))  # type: ignore[index]
     assert share > 50  # nearly the whole index per search: lists from an empty table
+    # LightRAG's own index name and build parameters: LightRAG keeps it at its next start
     assert f["sql"] == [
-        "CREATE INDEX CONCURRENTLY IF NOT EXISTS lightrag_vdb_entity_content_vector_hnsw ON public.lightrag_vdb_entity "
-        "USING hnsw (content_vector vector_cosine_ops)",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_lightrag_vdb_entity_hnsw_cosine ON public.lightrag_vdb_entity "
+        "USING hnsw (content_vector vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
         "DROP INDEX CONCURRENTLY IF EXISTS public.idx_lightrag_vdb_entity_ivfflat_cosine",
     ]
     assert "POSTGRES_VECTOR_INDEX_TYPE=HNSW" in f["env"]  # type: ignore[operator]
@@ -191,9 +192,9 @@ def test_ivfflat_built_on_the_empty_table_is_found_and_rebuilt(
 
     assert db("apply", "--yes", "--dsn", vdb.dsn, "--data-dir", str(tmp_path)) == 0
     idx = vdb.indexes()
-    assert "lightrag_vdb_entity_content_vector_hnsw" in idx and "idx_lightrag_vdb_entity_ivfflat_cosine" not in idx
+    assert "idx_lightrag_vdb_entity_hnsw_cosine" in idx and "idx_lightrag_vdb_entity_ivfflat_cosine" not in idx
     q = "SELECT id FROM LIGHTRAG_VDB_ENTITY ORDER BY content_vector <=> (SELECT content_vector FROM LIGHTRAG_VDB_ENTITY WHERE id = 'e5') LIMIT 10"
-    assert "lightrag_vdb_entity_content_vector_hnsw" in plan(vdb, q)
+    assert "idx_lightrag_vdb_entity_hnsw_cosine" in plan(vdb, q)
     assert vdb.new_session_setting("ivfflat.probes") == "6"
 
 
