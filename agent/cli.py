@@ -223,6 +223,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+KIND_LABELS = {"ollama": "Ollama", "llamacpp": "llama.cpp", "openai": "OpenAI-compatible"}
+
+
 def _fmt_status(s: dict[str, Any]) -> str:
     lines = [
         f"powergate {s['version']} on {s['listen']} (up {s['uptime_s']:.0f} s)",
@@ -230,8 +233,9 @@ def _fmt_status(s: dict[str, Any]) -> str:
     ]
     for u in s.get("upstreams", []):
         state = {True: "reachable", False: "NOT reachable", None: "not checked yet"}[u["reachable"]]
-        ver = f", Ollama {u['version']}" if u.get("version") else ""
-        lines.append(f"upstream {u['url']}: {state}{ver}")
+        kind = u.get("kind") or "ollama"
+        ver = f", {KIND_LABELS.get(kind, kind)} {u['version']}" if u.get("version") else ""
+        lines.append(f"upstream {u['url']} (kind {kind}): {state}{ver}")
     cache = s.get("cache")
     if cache:
         for t in cache.get("tiers", []):
