@@ -739,6 +739,8 @@ class DatabaseService:
         )
         self._opened = False
         self._closing = False
+        # read on the worker thread (and once here), so describe() never reads a file on the loop
+        self.consented = has_consent(self.data_dir, self.dsn)
         self._lock = threading.Lock()
         self._wanted_ef: int | None = None
         self.applied_ef: int | None = None
@@ -792,7 +794,8 @@ class DatabaseService:
             wanted = self._wanted_ef
         if wanted is None or wanted == self.applied_ef:
             return
-        if not has_consent(self.data_dir, self.dsn):
+        self.consented = has_consent(self.data_dir, self.dsn)
+        if not self.consented:
             self.tuning_error = "not consented: run `powergate db apply` once to allow per-profile tuning"
             return
         try:
@@ -837,6 +840,7 @@ class DatabaseService:
                     if row:
                         self.connections, self.max_connections = int(row[0]), int(row[1])
             self.reachable, self.error = True, ""
+            self.consented = has_consent(self.data_dir, self.dsn)
         except DatabaseError as exc:
             self.reachable, self.error = False, str(exc)
             if full:
@@ -856,7 +860,7 @@ class DatabaseService:
             "finding_ids": [f["id"] for f in self.findings],
             "checked_at": self.checked_at or None,
             "tuning": {
-                "consented": has_consent(self.data_dir, self.dsn),
+                "consented": self.consented,
                 "role": self.role,
                 "ef_search_applied": self.applied_ef,
                 "error": self.tuning_error,

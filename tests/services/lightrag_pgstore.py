@@ -15,16 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
+import random
 import sys
 
 DIM = 128
 TOPICS = 97
 
 
+SUBTOPICS = 20
+
+
+def _gauss(seed: int) -> list[float]:
+    rnd = random.Random(seed)
+    return [rnd.gauss(0.0, 1.0) for _ in range(DIM)]
+
+
 def vector(n: int) -> list[float]:
-    topic = n % TOPICS
-    return [1.0 + 0.2 * math.sin((i + 1) * (topic + 1) * 0.37) + 0.03 * math.sin(n * (i + 3) * 1.7) for i in range(DIM)]
+    """A chunk's embedding: one common direction, its topic, its sub-topic (the document's
+    other chunks are its nearest neighbours) and a little noise; deterministic in n."""
+    topic, sub = n % TOPICS, (n // TOPICS) % SUBTOPICS
+    c, s, e = _gauss(topic), _gauss(10_000 + topic * SUBTOPICS + sub), _gauss(1_000_000 + n)
+    return [1.0 + 0.2 * c[i] + 0.1 * s[i] + 0.01 * e[i] for i in range(DIM)]
 
 
 async def main(action: str, count: int) -> dict[str, object]:
