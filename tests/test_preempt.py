@@ -170,7 +170,10 @@ def test_resumable_kinds() -> None:
     assert not resumable("ollama", "/api/generate", {"prompt": "x"})  # templated: no way to continue
     assert resumable("ollama", "/api/generate", {"prompt": "x", "raw": True})
     assert not resumable("ollama", "/v1/chat/completions", chat)
-    assert not resumable("openai", "/api/chat", chat)
+    assert not resumable("openai", "/api/chat", chat)  # llama-cpp-python starts a new turn
+    assert not resumable("llamacpp", "/api/chat", chat)
+    assert resumable("llamacpp", "/api/generate", {"prompt": "x"})  # a plain /v1/completions there
+    assert not resumable("llamacpp", "/api/generate", {"prompt": "x", "suffix": "y"})  # FIM
 
 
 def test_no_pause_when_the_profile_turns_it_off(slow_sim: SimServer, make_gateway: GatewayFactory) -> None:

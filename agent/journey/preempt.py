@@ -14,8 +14,13 @@ the rest of the same answer:
   trailing assistant message as the response so far and cuts the template right
   after `.Response` for prompt/response templates, and the library's messages
   templates close an assistant turn only when it is not the last message.
-- Any other kind (templated generate, OpenAI paths, `format`/`tools` requests,
-  other servers) is not paused: a server that started a new turn instead of
+- OpenAI-compatible servers (`openai`, `llamacpp` kinds) `/api/generate`: it is
+  a plain text completion there (/v1/completions, no template), so the prompt
+  plus the text so far continues it. Their `/api/chat` is NOT paused:
+  llama-cpp-python's chat formats (e.g. `gemma`) close a trailing assistant
+  message and open a new model turn, so the answer would start over.
+- Any other kind (Ollama's templated generate, OpenAI paths, `format`/`tools`
+  requests) is not paused: a server that started a new turn instead of
   continuing would give the client a different answer.
 
 The client sees one answer that merely paused: the resumed part's chunks follow
@@ -43,8 +48,14 @@ MIN_REMAINING_S = 1.0  # seconds of generation left below which pausing is not w
 MIN_INTERVAL_S = 3.0  # seconds between a resume and the next pause of the same request
 MAX_RESUMES = 2  # a request resumed this often is never paused again
 EXPECTED_TOKENS = 256  # answer length assumed when the request sets no num_predict
-RESUMABLE = {("ollama", "/api/chat"), ("ollama", "/api/generate")}
+RESUMABLE = {
+    ("ollama", "/api/chat"),
+    ("ollama", "/api/generate"),
+    ("openai", "/api/generate"),
+    ("llamacpp", "/api/generate"),
+}
 NOT_CONTINUABLE_FIELDS = ("format", "tools", "think", "images", "context", "template", "suffix")
+PLAIN_COMPLETION_KINDS = ("openai", "llamacpp")  # generate is a plain text completion there
 
 
 def resumable(upstream_kind: str, path: str, body: dict[str, Any]) -> bool:
@@ -54,7 +65,8 @@ def resumable(upstream_kind: str, path: str, body: dict[str, Any]) -> bool:
     if any(body.get(f) for f in NOT_CONTINUABLE_FIELDS):
         return False
     if path == "/api/generate":
-        return bool(body.get("raw")) and isinstance(body.get("prompt"), str) and bool(body.get("prompt"))
+        plain = bool(body.get("raw")) or (upstream_kind in PLAIN_COMPLETION_KINDS and not body.get("system"))
+        return plain and isinstance(body.get("prompt"), str) and bool(body.get("prompt"))
     messages = body.get("messages")
     return isinstance(messages, list) and bool(messages) and all(isinstance(m, dict) for m in messages)
 
