@@ -31,6 +31,16 @@ summed, `done_reason` of the last part). Stream clients see nothing while
 paused; the pause is bounded by the suggestions ahead of it and by ageing in the
 scheduler (about AGE_STEP_S / 2 at most while suggestions keep coming).
 
+Exactness. A reproducible request (temperature 0, or a seed) must get the same answer
+paused or not. Measured on the real model (llama-cpp-python, Gemma 3 270M, 2 threads):
+the prompt plus the partial text re-tokenizes to the same tokens and greedy decoding
+continues identically, but only with neutral repetition penalties: the servers' default
+`repeat_penalty` (1.1 in Ollama and llama-cpp-python) looks back over the tokens
+*generated* so far, which after a resume are prompt tokens, and the answer diverged a
+few tokens after the cut. So a reproducible request is paused only when it sets
+`repeat_penalty` 1 and no presence/frequency penalty; a sampled one (temperature above 0,
+no seed) is a random draw either way and may be paused as it is.
+
 Bounds: a generation is paused only while it is generating (not while the server
 evaluates its prompt), when it still has at least `MIN_REMAINING_S` to go (from
 its `num_predict`, or `EXPECTED_TOKENS`, and its measured tokens/s), at most
@@ -58,11 +68,21 @@ NOT_CONTINUABLE_FIELDS = ("format", "tools", "think", "images", "context", "temp
 PLAIN_COMPLETION_KINDS = ("openai", "llamacpp")  # generate is a plain text completion there
 
 
+def _exact_after_resume(body: dict[str, Any]) -> bool:
+    """A reproducible request continues token for token only without repetition penalties."""
+    opts = body.get("options") if isinstance(body.get("options"), dict) else {}
+    reproducible = opts.get("temperature") == 0 or opts.get("seed") is not None
+    if not reproducible:
+        return True  # a sampled answer: the continuation is as valid a draw as the original
+    neutral = opts.get("repeat_penalty") in (1, 1.0)
+    return neutral and not opts.get("presence_penalty") and not opts.get("frequency_penalty")
+
+
 def resumable(upstream_kind: str, path: str, body: dict[str, Any]) -> bool:
     """Whether a generation of this kind can be paused and continued token for token."""
     if (upstream_kind, path) not in RESUMABLE:
         return False
-    if any(body.get(f) for f in NOT_CONTINUABLE_FIELDS):
+    if any(body.get(f) for f in NOT_CONTINUABLE_FIELDS) or not _exact_after_resume(body):
         return False
     if path == "/api/generate":
         plain = bool(body.get("raw")) or (upstream_kind in PLAIN_COMPLETION_KINDS and not body.get("system"))
