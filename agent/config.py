@@ -41,6 +41,7 @@ DEFAULT_PORT = 11435
 DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
 DEFAULT_MAX_BODY_MB = 32
 CHAT_CACHE_MODES = ("always", "deterministic", "never")
+UPSTREAM_KINDS = ("auto", "ollama", "llamacpp", "openai")  # openai: LM Studio, vLLM, any OpenAI-compatible server
 MIN_INTERVAL_S = 0.1  # seconds; the fastest sampling a script may ask for
 
 
@@ -62,6 +63,8 @@ class UpstreamSettings:
     url: str = DEFAULT_UPSTREAM
     max_concurrency: int = 1
     weight: int = 1
+    kind: str = "auto"  # UPSTREAM_KINDS; "auto" probes the server once and remembers
+    max_concurrency_set: bool = False  # set in the config: overrides what the server reports (llama.cpp slots)
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,7 @@ UPSTREAM_KEYS: dict[str, Validator] = {
     "url": _http_url,
     "max_concurrency": _int_range(1, 64),
     "weight": _int_range(1, 1000),
+    "kind": _choice(UPSTREAM_KINDS),
 }
 CACHE_KEYS: dict[str, Validator] = {
     "memory_mb": _number_min(0),
@@ -445,7 +449,9 @@ def load_settings(
             source=source,
         )
 
-    ups = tuple(UpstreamSettings(**u) for u in checked.get("upstream", [])) or (UpstreamSettings(),)
+    ups = tuple(
+        UpstreamSettings(**u, max_concurrency_set="max_concurrency" in u) for u in checked.get("upstream", [])
+    ) or (UpstreamSettings(),)
     env_up = os.environ.get("POWERGATE_UPSTREAM")
     for where, urls in (("POWERGATE_UPSTREAM", env_up.split(",") if env_up else None), ("--upstream", upstreams)):
         if urls:
@@ -496,7 +502,10 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
             "allowed_origins": list(s.server.allowed_origins),
             "control_token": "***" if s.server.control_token else "",
         },
-        "upstream": [{"url": u.url, "max_concurrency": u.max_concurrency, "weight": u.weight} for u in s.upstreams],
+        "upstream": [
+            {"url": u.url, "kind": u.kind, "max_concurrency": u.max_concurrency, "weight": u.weight}
+            for u in s.upstreams
+        ],
         "cache": {
             k: v
             for k, v in {
