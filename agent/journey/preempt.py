@@ -70,7 +70,8 @@ PLAIN_COMPLETION_KINDS = ("openai", "llamacpp")  # generate is a plain text comp
 
 def _exact_after_resume(body: dict[str, Any]) -> bool:
     """A reproducible request continues token for token only without repetition penalties."""
-    opts = body.get("options") if isinstance(body.get("options"), dict) else {}
+    raw = body.get("options")
+    opts: dict[str, Any] = raw if isinstance(raw, dict) else {}
     reproducible = opts.get("temperature") == 0 or opts.get("seed") is not None
     if not reproducible:
         return True  # a sampled answer: the continuation is as valid a draw as the original
