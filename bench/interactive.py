@@ -304,3 +304,69 @@ def table(res: dict[str, Any]) -> str:
                 f"| {r['server_cpu_s_per_shown']} |"
             )
     return "\n".join(rows)
+
+
+def _old_rule_lookup(index: list[tuple[str, str]], prompt: str) -> str | None:
+    """Typeahead before the moving-window matching: the new prompt had to extend a stored one."""
+    for p, c in reversed(index):
+        typed = prompt[len(p) :]
+        if prompt.startswith(p) and len(c) > len(typed) and c.startswith(typed):
+            return c[len(typed) :]
+    return None
+
+
+def typeahead_share(rounds: int = ROUNDS) -> dict[str, Any]:
+    """The typing trace with the trimmed window, answered by the real model, replayed through
+    typeahead as it was (exact extension) and as it is (the window may move): the share of
+    suggestions typeahead answers without the model."""
+    from agent.cache.typeahead import Probe, TypeaheadIndex
+
+    source = Path(SOURCE_MODULE.__file__ or "")
+    text = source.read_text(encoding="utf-8")
+    rng = random.Random(11)
+    starts = [rng.randrange(WINDOW, len(text) - REGION_CHARS) for _ in range(rounds)]
+    server = RealLlamaServer(model_file())
+    old: list[tuple[str, str]] = []
+    new = TypeaheadIndex()
+    asked = old_hits = new_hits = 0
+    try:
+        with httpx.Client(timeout=CLIENT_TIMEOUT, trust_env=False) as c:
+            for i, start in enumerate(starts):
+                cursor = start
+                for p in keystrokes(text, start, REGION_CHARS, seed=i):
+                    if p <= cursor:
+                        continue
+                    cursor = p
+                    prompt = window(text[:cursor])
+                    asked += 1
+                    was = _old_rule_lookup(old, prompt)
+                    found = new.lookup(Probe("trace", prompt))
+                    old_hits += was is not None
+                    new_hits += found is not None
+                    if found is not None:
+                        got = found[0]
+                    else:
+                        r = c.post(
+                            server.url + "/v1/completions",
+                            json={"model": MODEL_ALIAS, "prompt": prompt, "max_tokens": NUM_PREDICT, "temperature": 0},
+                        )
+                        got = str(r.json()["choices"][0]["text"])
+                        old.append((prompt, got))
+                        new.add(Probe("trace", prompt), got, f"k{asked}")
+                    match = 0
+                    while match < len(got) and cursor + match < len(text) and got[match] == text[cursor + match]:
+                        match += 1
+                    if match >= 3:
+                        cursor += match
+    finally:
+        server.stop()
+    return {
+        "asked": asked,
+        "typeahead_share_before": round(old_hits / asked, 3) if asked else None,
+        "typeahead_share_after": round(new_hits / asked, 3) if asked else None,
+        "window_chars": WINDOW,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(typeahead_share(), indent=2))
