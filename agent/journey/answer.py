@@ -15,7 +15,16 @@ from agent.cache.answers import assemble, is_sse, stream_bytes, whole_to_chunks
 from agent.cache.base import Entry
 from agent.errors import BadRequest, PowergateError, UpstreamBusy
 from agent.gateway import proxy
-from agent.gateway.responses import H_CACHE, H_PROFILE, NDJSON, SSE, error_response, powergate_headers
+from agent.gateway.responses import (
+    H_CACHE,
+    H_PROFILE,
+    H_UPSTREAM,
+    NDJSON,
+    NO_UPSTREAM,
+    SSE,
+    error_response,
+    powergate_headers,
+)
 from agent.journey.flights import Flight
 from agent.journey.request import BYPASS, InferenceRequest
 
@@ -24,9 +33,10 @@ log = logging.getLogger(__name__)
 DEFAULT_ERROR_STATUS = 502
 
 
-def failure(path: str, exc: PowergateError, model: str, profile: str) -> Response:
+def failure(path: str, exc: PowergateError, model: str, profile: str, upstream: str = NO_UPSTREAM) -> Response:
     """A powergate error in the client's API format, with its status (and Retry-After when busy)."""
     headers = powergate_headers(BYPASS, model, profile)
+    headers[H_UPSTREAM] = upstream
     status = getattr(exc, "status_code", DEFAULT_ERROR_STATUS)
     if isinstance(exc, UpstreamBusy):
         headers["Retry-After"] = str(max(1, int(exc.retry_after)))
@@ -74,6 +84,7 @@ async def serve_flight(req: InferenceRequest, flight: Flight) -> Response:
         if stream and not flight.whole:
             await proxy.until_done(req.http, flight.started())
             if flight.error_exc is None and flight.status == 200:
+                headers[H_UPSTREAM] = flight.upstream_url or NO_UPSTREAM
                 return proxy.stream_response(path, flight.stream(req.include_usage), headers)
         else:
             await proxy.until_done(req.http, flight.finished())
@@ -82,6 +93,7 @@ async def serve_flight(req: InferenceRequest, flight: Flight) -> Response:
         log.debug("client left before %s was answered", path)
         return Response(status_code=499)
     flight.leave()
+    headers[H_UPSTREAM] = flight.upstream_url or NO_UPSTREAM
     if flight.superseded:
         headers[H_CACHE] = BYPASS
         return error_response(

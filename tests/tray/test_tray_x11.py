@@ -211,7 +211,9 @@ def open_menu(xserver: XServer) -> tuple[int, int]:
 
 def test_gtk_menu_switches_profile_and_quits(xserver: XServer, tmp_path: Path) -> None:
     if not _gtk_available():
-        system.missing("PyGObject (GTK 3) is not installed (needs Debian's libgirepository1.0-dev libcairo2-dev gir1.2-gtk-3.0)")
+        system.missing(
+            "PyGObject (GTK 3) is not installed (needs Debian's libgirepository1.0-dev libcairo2-dev gir1.2-gtk-3.0)"
+        )
     agent = Agent(tmp_path, xserver.display, "gtk", dbus=True)
     try:
         assert wait_for(lambda: len(find_colour(xserver.shot(), ORANGE)) > 20, timeout=15)
