@@ -232,7 +232,11 @@ class Flight:
             return
         if isinstance(doc, dict):
             n, ns = doc.get("prompt_eval_count"), doc.get("prompt_eval_duration")
-            if isinstance(n, int) and isinstance(ns, int):
+            if not isinstance(n, int) or n <= 0:
+                # some servers report no prompt count (llama-cpp-python in some modes): the
+                # prompt's size in characters gives the same rough token count the hold uses
+                n = self.prompt_chars // CHARS_PER_TOKEN
+            if isinstance(ns, int):
                 upstream.scheduler.record_prompt_rate(n, ns / 1e9)
 
     def _abort_hold(self, upstream: Upstream) -> float:
