@@ -10,6 +10,7 @@ wheel that scripts/test.sh installs (built once, cached outside the checkout).
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -101,6 +102,7 @@ class RealLlamaServer:
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
         self.ps = psutil.Process(self.proc.pid)
+        atexit.register(self.stop)  # a benchmark stopped with Ctrl-C leaves no server behind
         deadline = time.monotonic() + START_TIMEOUT
         while not self.ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -124,6 +126,8 @@ class RealLlamaServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
+        if self._log.closed:
+            return
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
