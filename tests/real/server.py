@@ -93,6 +93,11 @@ class RealLlamaServer:
             str(SERVER_CTX),
             "--n_threads",
             str(threads),
+            # llama-cpp-python's default cuts a streaming answer short whenever another request
+            # arrives (even GET /v1/models: a health check), ending it with finish_reason "stop";
+            # a server that queues them instead is what the tests and the bench need to measure.
+            "--interrupt_requests",
+            "False",
         ]
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
