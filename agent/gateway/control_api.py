@@ -205,5 +205,6 @@ async def status_document(rt: Runtime) -> dict[str, Any]:
         "recommendations": recommendations(rt),
         "savings": rt.savings_figures(),
         "in_flight": len(rt.flights),
+        "database": rt.database.describe() if rt.database is not None else None,
         "lightrag": rt.lightrag.describe() if rt.lightrag is not None else None,
     }

@@ -49,16 +49,18 @@ def replay(entry: Entry, api: str, stream: bool, include_usage: bool, headers: d
     whole = entry.meta.get("form") == "whole"
     if stream:
         rk = "s1" if include_usage else "s0"
-        content = entry._replay.get(rk)
+        content = entry.replay_form(rk)
         if content is None:
             chunks = whole_to_chunks(api, entry.chunks[0]) if whole else entry.chunks
-            content = entry._replay[rk] = stream_bytes(api, chunks, include_usage)
+            content = stream_bytes(api, chunks, include_usage)
+            entry.remember_form(rk, content)
         return Response(content, media_type=SSE if is_sse(api) else NDJSON, headers=headers)
     if whole:
         return Response(entry.chunks[0], media_type="application/json", headers=headers)
-    content = entry._replay.get("w")
+    content = entry.replay_form("w")
     if content is None:
-        content = entry._replay["w"] = assemble(api, entry.chunks)
+        content = assemble(api, entry.chunks)
+        entry.remember_form("w", content)
     return Response(content, media_type="application/json", headers=headers)
 
 
