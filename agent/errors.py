@@ -10,9 +10,11 @@ PowergateError
  |    +-- ModelNotFound         no configured host has the model (Ollama's 404)
  |    +-- LightRAGUnavailable   the configured LightRAG server cannot be reached
  +-- CacheError             a cache tier failed (never fails a request)
+ +-- DatabaseError          the advised Postgres refused or failed a query (powergate db ...)
+ |    +-- DatabaseUnavailable   cannot connect (refused, timeout, authentication)
  +-- BadRequest             the client's request is malformed (HTTP 400)
 
-Third-party errors (httpx, redis, diskcache) are translated into these at the
+Third-party errors (httpx, redis, diskcache, psycopg) are translated into these at the
 module that talks to the library, with ``raise ... from exc``.
 """
 
@@ -74,6 +76,14 @@ class ModelNotFound(UpstreamError):
 
 
 class CacheError(PowergateError):
+    pass
+
+
+class DatabaseError(PowergateError):
+    pass
+
+
+class DatabaseUnavailable(DatabaseError):
     pass
 
 

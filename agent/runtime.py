@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.cache.codec import KEY_FILE_NAME, make_codec
 from agent.cache.layered import MB, LayeredCache
@@ -21,6 +21,9 @@ from agent.profiles import TIERS, Profile
 from agent.routing import tier_of
 from agent.services.lightrag import LightRAGFront
 from agent.upstreams.pool import UpstreamPool
+
+if TYPE_CHECKING:
+    from agent.services.postgres import DatabaseService
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,14 @@ class Runtime:
         self.unloads = 0
         self.capped = 0
         self.counters: dict[str, int] = {}  # prefetch and scheduling counts, for metrics
+        pg = settings.postgres
+        # The advised database, if any: it lives on its own worker thread (psycopg blocks).
+        # psycopg is imported only then, so an agent without [postgres] starts as fast as before.
+        self.database: DatabaseService | None = None
+        if pg.dsn:
+            from agent.services.postgres import DatabaseService
+
+            self.database = DatabaseService(pg.dsn, pg.role, pg.lightrag_env, settings.data_dir)
         self.prefetcher = Prefetcher(self)
         # LightRAG's front, when one is configured; its corpus watch runs at the sampling rhythm
         self.lightrag = LightRAGFront(self, settings.lightrag) if settings.lightrag.enabled else None
@@ -79,6 +90,9 @@ class Runtime:
         self.spawn(self._apply_profile(profile))
         if self.monitor is not None:
             self.monitor.set_interval(profile.interval_s)
+        if self.database is not None:
+            # queued on the database's own thread: never awaited, so the switch is never delayed
+            self.database.on_profile(profile.ef_search)
 
     async def _apply_profile(self, profile: Profile) -> None:
         await self.cache.apply_profile(profile)
@@ -94,6 +108,8 @@ class Runtime:
         # badge and notifications follow Ollama going away or coming back.
         self.upstreams.observe(snap, self.controller.profile.name, self.controller.profile.interval_s)
         self.spawn(self.upstreams.refresh())
+        if self.database is not None:
+            self.database.maybe_refresh()
         for listener in list(self.snapshot_listeners):
             listener(snap)
         if decision.memory_pressure != self.memory_pressure:
@@ -204,6 +220,9 @@ class Runtime:
 
     # ------------------------------------------------------------ life cycle
     async def start(self) -> None:
+        if self.database is not None:
+            self.database.on_profile(self.controller.profile.ef_search)
+            self.database.maybe_refresh()
         # the first background check: health, model lists and loaded models before any request
         await self.upstreams.refresh()
         for up in self.upstreams.upstreams:
@@ -227,6 +246,8 @@ class Runtime:
                 )
 
     async def aclose(self) -> None:
+        if self.database is not None:
+            self.database.close()
         if self.lightrag is not None:
             await self.lightrag.aclose()
         await self.cache.aclose()
