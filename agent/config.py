@@ -38,6 +38,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11435
 DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
 DEFAULT_MAX_BODY_MB = 32
+DEFAULT_MAX_QUEUE = 512  # like Ollama's OLLAMA_MAX_QUEUE: its clients do not retry a 503
+MAX_QUEUE_LIMIT = 100_000
 CHAT_CACHE_MODES = ("always", "deterministic", "never")
 MIN_INTERVAL_S = 0.1  # seconds; the fastest sampling a script may ask for
 
@@ -59,6 +61,7 @@ class ServerSettings:
 class UpstreamSettings:
     url: str = DEFAULT_UPSTREAM
     max_concurrency: int = 1
+    max_queue: int = DEFAULT_MAX_QUEUE  # requests waiting for a slot before new ones get 503
     weight: int = 1
 
 
@@ -258,6 +261,7 @@ SERVER_KEYS: dict[str, Validator] = {
 UPSTREAM_KEYS: dict[str, Validator] = {
     "url": _http_url,
     "max_concurrency": _int_range(1, 64),
+    "max_queue": _int_range(1, MAX_QUEUE_LIMIT),
     "weight": _int_range(1, 1000),
 }
 CACHE_KEYS: dict[str, Validator] = {
@@ -440,7 +444,10 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
             "allowed_origins": list(s.server.allowed_origins),
             "control_token": "***" if s.server.control_token else "",
         },
-        "upstream": [{"url": u.url, "max_concurrency": u.max_concurrency, "weight": u.weight} for u in s.upstreams],
+        "upstream": [
+            {"url": u.url, "max_concurrency": u.max_concurrency, "max_queue": u.max_queue, "weight": u.weight}
+            for u in s.upstreams
+        ],
         "cache": {
             k: v
             for k, v in {

@@ -9,7 +9,9 @@ powergate makes to an Ollama goes through that upstream's scheduler:
   within autocomplete the newest first, and an older queued completion from the
   same client that the newer one extends is superseded (it never runs);
 - ageing: every `AGE_STEP_S` a request waits lifts it one class, so nothing starves;
-- a bounded queue: past `MAX_QUEUE` waiting, a clear UpstreamBusy (503 + Retry-After);
+- a bounded queue as deep as Ollama's (`OLLAMA_MAX_QUEUE`, 512): past `max_queue` waiting
+  (per `[[upstream]]`), a clear UpstreamBusy (503 + Retry-After). The official clients do not
+  retry a 503, so the bound must not be smaller than what Ollama itself would have queued;
 - a waiter whose client left is simply cancelled: it never reaches Ollama;
 - a running prefetch is cancelled as soon as foreground work waits for its slot.
 """
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 AUTOCOMPLETE, CHAT, BULK, PREFETCH = 0, 1, 2, 3
 PRIORITY_NAMES = {AUTOCOMPLETE: "autocomplete", CHAT: "chat", BULK: "bulk", PREFETCH: "prefetch"}
 AGE_STEP_S = 5.0  # seconds of waiting that lift a request one priority class
-MAX_QUEUE = 64  # waiting requests per upstream before new ones get 503
+MAX_QUEUE = 512  # waiting requests per upstream before new ones get 503 (Ollama's OLLAMA_MAX_QUEUE)
 RETRY_AFTER_S = 2.0
 
 
@@ -67,9 +69,10 @@ class SchedulerStats:
 
 
 class Scheduler:
-    def __init__(self, slots: int = 1, name: str = "") -> None:
+    def __init__(self, slots: int = 1, name: str = "", max_queue: int = MAX_QUEUE) -> None:
         self.slots = slots
         self.name = name
+        self.max_queue = max_queue
         self.running: set[Ticket] = set()
         self.waiting: list[Ticket] = []
         self._seq = itertools.count()
@@ -132,10 +135,10 @@ class Scheduler:
     @asynccontextmanager
     async def slot(self, priority: int, client: str = "", prefix: str = "") -> AsyncIterator[Ticket]:
         """Hold one of the upstream's slots for the duration of the block."""
-        if len(self.waiting) >= MAX_QUEUE and priority != AUTOCOMPLETE:
+        if len(self.waiting) >= self.max_queue and priority != AUTOCOMPLETE:
             self.stats.rejected_busy += 1
             raise UpstreamBusy(
-                f"powergate's queue for {self.name} is full ({MAX_QUEUE} waiting); try again shortly",
+                f"powergate's queue for {self.name} is full ({self.max_queue} waiting); try again shortly",
                 url=self.name,
                 retry_after=RETRY_AFTER_S,
             )
@@ -170,6 +173,7 @@ class Scheduler:
     def describe(self) -> dict[str, Any]:
         return {
             "slots": self.slots,
+            "max_queue": self.max_queue,
             "running": sorted(PRIORITY_NAMES[t.priority] for t in self.running),
             "waiting": sorted(PRIORITY_NAMES[t.priority] for t in self.waiting),
             "granted": self.stats.granted,

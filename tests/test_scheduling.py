@@ -105,9 +105,8 @@ async def test_ageing_prevents_starvation() -> None:
     assert order == ["old-bulk", "new-chat"]
 
 
-async def test_bounded_queue_says_busy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sched, "MAX_QUEUE", 2)
-    s = Scheduler(1)
+async def test_bounded_queue_says_busy() -> None:
+    s = Scheduler(1, max_queue=2)
 
     async def job() -> None:
         async with s.slot(BULK):
@@ -234,11 +233,8 @@ def test_superseded_completion_gets_409_and_never_runs(busy_sim: SimServer, make
     assert all(e.body.get("prompt") != "def fo" for e in busy_sim.sim.log)
 
 
-def test_queue_over_its_bound_gets_503_with_retry_after(
-    busy_sim: SimServer, make_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sched, "MAX_QUEUE", 1)
-    gw = make_gateway(busy_sim.url, profile="battery-saver")
+def test_queue_over_its_bound_gets_503_with_retry_after(busy_sim: SimServer, make_gateway: GatewayFactory) -> None:
+    gw = make_gateway(None, profile="battery-saver", config=f'[[upstream]]\nurl = "{busy_sim.url}"\nmax_queue = 1\n')
     res: list[Any] = []
     threads = [
         background(

@@ -24,7 +24,7 @@ class Entry:
     meta: dict[str, Any] = field(default_factory=dict)  # e.g. typeahead: {"prompt": ..., "family": ...}
     # derived, cached on first use
     _encoded: bytes | None = field(default=None, repr=False, compare=False)
-    _replay: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    _replay: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def encoded(self) -> bytes:
         """A header line, then the chunks one per line (chunks are JSON: no raw newlines)."""

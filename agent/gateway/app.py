@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from agent import __version__
 from agent.cache import typeahead
-from agent.cache.answers import assemble, completion_text, is_sse, stream_bytes, synth_completion, whole_to_chunks
+from agent.cache.answers import (
+    assemble,
+    completion_text,
+    is_sse,
+    restamp_all,
+    stream_events,
+    synth_completion,
+    whole_to_chunks,
+)
 from agent.cache.base import Entry
 from agent.cache.keys import API_BY_PATH, COMPLETION_APIS, answer_fields, cacheable, request_key
 from agent.errors import BadRequest, PowergateError, UpstreamBusy, UpstreamError, UpstreamUnavailable
@@ -21,7 +30,18 @@ from agent.gateway import proxy
 from agent.gateway.control_api import control_routes
 from agent.gateway.embeddings import EmbeddingService
 from agent.gateway.flights import Flight
-from agent.gateway.responses import H_CACHE, H_PROFILE, NDJSON, SSE, error_response, json_response, powergate_headers
+from agent.gateway.responses import (
+    H_CACHE,
+    H_PROFILE,
+    JSON_OLLAMA,
+    JSON_OPENAI,
+    NDJSON,
+    SSE,
+    error_response,
+    json_media,
+    json_response,
+    powergate_headers,
+)
 from agent.gateway.security import SecurityMiddleware
 from agent.gateway.validate import INFERENCE_KINDS, parse_json_object, validate
 from agent.metrics import MetricsMiddleware, parse_final
@@ -34,6 +54,8 @@ from agent.scheduling import priority_for
 log = logging.getLogger(__name__)
 
 BYPASS = "bypass"
+ROOT_TEXT = "Ollama is running"  # server/routes.go answers GET / and HEAD / with exactly this
+H_SERVED_BY = "X-Powergate"
 MISS = "miss"
 TYPEAHEAD = "typeahead"
 COALESCED = "coalesced"
@@ -49,7 +71,9 @@ class Gateway:
         return powergate_headers(cache, model, self.rt.controller.profile.name)
 
     def _error(self, path: str, exc: PowergateError, model: str = "", profile: str | None = None) -> Response:
-        headers = powergate_headers(BYPASS, model, profile or self.rt.controller.profile.name)
+        # No model produced an error answer: X-Powergate-Model says "none" (the model that was
+        # meant to answer is named in the message where it matters).
+        headers = powergate_headers(BYPASS, "", profile or self.rt.controller.profile.name)
         status = getattr(exc, "status_code", 502)
         if isinstance(exc, UpstreamBusy):
             headers["Retry-After"] = str(max(1, int(exc.retry_after)))
@@ -58,7 +82,10 @@ class Gateway:
 
     # ------------------------------------------------------------ simple routes
     async def root(self, request: Request) -> Response:
-        return PlainTextResponse("Ollama is running (via powergate)", headers=self._headers(BYPASS))
+        # The exact bytes Ollama answers: apps compare the whole body to decide Ollama is up.
+        # That powergate answered is said in a header instead.
+        headers = dict(self._headers(BYPASS), **{H_SERVED_BY: f"powergate/{__version__}"})
+        return PlainTextResponse(ROOT_TEXT, headers=headers)
 
     async def version(self, request: Request) -> Response:
         up = self.rt.upstreams.pick()
@@ -251,7 +278,7 @@ class Gateway:
             return replay(
                 Entry(flight.api, flight.model, flight.chunks, meta=form), flight.api, stream, include_usage, headers
             )
-        return Response(assemble(flight.api, flight.chunks), media_type="application/json", headers=headers)
+        return Response(assemble(flight.api, flight.chunks), media_type=json_media(path), headers=headers)
 
     async def _forward(
         self, request: Request, path: str, body: dict[str, Any], stream: bool, headers: dict[str, str], priority: int
@@ -298,25 +325,34 @@ class Gateway:
             doc = parse_final(resp.content)
             if doc is not None:
                 self.rt.metrics.record_upstream(doc, resp.elapsed.total_seconds(), ticket.waited)
-        return Response(resp.content, status_code=200, media_type="application/json", headers=headers)
+        return Response(resp.content, status_code=200, media_type=json_media(path), headers=headers)
 
 
 def replay(entry: Entry, api: str, stream: bool, include_usage: bool, headers: dict[str, str]) -> Response:
-    """A stored answer as the client asked for it: streamed (all chunks at once) or whole."""
+    """A stored answer as the client asked for it, stamped with the time it is served:
+    streamed one NDJSON line / SSE event per write (like Ollama), or whole."""
     whole = entry.meta.get("form") == "whole"
+    whole_media = JSON_OPENAI if is_sse(api) else JSON_OLLAMA
     if stream:
         rk = "s1" if include_usage else "s0"
-        content = entry._replay.get(rk)
-        if content is None:
+        events = entry._replay.get(rk)
+        if events is None:
             chunks = whole_to_chunks(api, entry.chunks[0]) if whole else entry.chunks
-            content = entry._replay[rk] = stream_bytes(api, chunks, include_usage)
-        return Response(content, media_type=SSE if is_sse(api) else NDJSON, headers=headers)
+            events = entry._replay[rk] = stream_events(api, chunks, include_usage)
+        return StreamingResponse(
+            _aiter(restamp_all(events)), media_type=SSE if is_sse(api) else NDJSON, headers=headers
+        )
     if whole:
-        return Response(entry.chunks[0], media_type="application/json", headers=headers)
+        return Response(restamp_all(entry.chunks[:1])[0], media_type=whole_media, headers=headers)
     content = entry._replay.get("w")
     if content is None:
         content = entry._replay["w"] = assemble(api, entry.chunks)
-    return Response(content, media_type="application/json", headers=headers)
+    return Response(restamp_all([content])[0], media_type=whole_media, headers=headers)
+
+
+async def _aiter(events: list[bytes]) -> AsyncIterator[bytes]:
+    for e in events:
+        yield e
 
 
 def stream_error(chunks: list[bytes]) -> str:

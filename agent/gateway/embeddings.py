@@ -24,7 +24,7 @@ from agent.cache.base import Entry
 from agent.cache.keys import RUNNER_ONLY_OPTIONS, embedding_key
 from agent.errors import PowergateError, UpstreamError
 from agent.gateway import proxy
-from agent.gateway.responses import H_CACHE, H_PROFILE, error_response, powergate_headers
+from agent.gateway.responses import H_CACHE, H_PROFILE, error_response, json_media, powergate_headers
 from agent.profiles import Profile
 from agent.scheduling import BULK
 
@@ -52,10 +52,15 @@ class EmbeddingService:
         legacy = path == "/api/embeddings"
         openai = path.startswith("/v1/")
         if legacy:
-            inputs = [body.get("prompt") or ""]
+            inputs = [body["prompt"]] if body.get("prompt") else []
         else:
             raw = body.get("input")
-            inputs = [raw] if isinstance(raw, str) else list(raw or [])
+            if isinstance(raw, str):
+                # Ollama's /api/embed drops an empty string (no inputs: "embeddings": []);
+                # its /v1/embeddings turns "" into [""] before that (middleware/openai.go).
+                inputs = [raw] if raw or openai else []
+            else:
+                inputs = list(raw or [])
         options = {k: v for k, v in (body.get("options") or {}).items() if k not in RUNNER_ONLY_OPTIONS}
         params = {
             "api": "legacy" if legacy else "embed",
@@ -64,11 +69,10 @@ class EmbeddingService:
             "options": options,
         }
         headers = powergate_headers("miss", model, profile.name)
-        if legacy and inputs == [""]:
-            # Ollama answers an empty legacy prompt with an empty vector; nothing to cache.
-            return Response(
-                b'{"embedding":[]}', media_type="application/json", headers=dict(headers, **{H_CACHE: "bypass"})
-            )
+        if not inputs:
+            # Nothing to embed: Ollama still checks (and loads) the model, then answers an empty
+            # list. Asked as it is, so an unknown model is the same 404 as without powergate.
+            return await self._relay_empty(request, path, body, model, profile)
 
         keys = [embedding_key(model, t, params) for t in inputs]
         text_of = dict(zip(keys, inputs, strict=True))
@@ -78,6 +82,9 @@ class EmbeddingService:
         if use_cache and not no_read:
             found = await self.rt.cache.lookup_many(unique)
         vectors: dict[str, bytes] = {k: e.chunks[0] for k, (e, _) in found.items()}
+        # The tokens each input cost when it was embedded: a cached input reports them again,
+        # as clients bill and log usage per request.
+        tokens: dict[str, int] = {k: int(e.meta.get("tokens") or 0) for k, (e, _) in found.items()}
         missing = [k for k in unique if k not in vectors]
         pending = self.rt.embed_pending
         theirs = [k for k in missing if k in pending and not no_read]
@@ -93,14 +100,19 @@ class EmbeddingService:
                     request,
                     self._fetch(request, path, body, model, [text_of[k] for k in mine], legacy, openai, profile, stats),
                 )
-                for k, vec in zip(mine, got, strict=True):
+                for k, (vec, n) in zip(mine, got, strict=True):
                     vectors[k] = vec
-                    futures[k].set_result(vec)
+                    tokens[k] = n
+                    futures[k].set_result((vec, n))
                 if use_cache and not no_store:
-                    self.rt.cache.store_many([(k, Entry("embedding", model, [vectors[k]])) for k in mine])
+                    self.rt.cache.store_many(
+                        [(k, Entry("embedding", model, [vectors[k]], meta={"tokens": tokens[k]})) for k in mine]
+                    )
             if theirs:
                 shared = await proxy.until_done(request, asyncio.gather(*(pending[k] for k in theirs)))
-                vectors.update(zip(theirs, shared, strict=True))
+                for k, (vec, n) in zip(theirs, shared, strict=True):
+                    vectors[k] = vec
+                    tokens[k] = n
         except UpstreamFailed as exc:
             self._fail(futures)
             return exc.response
@@ -131,7 +143,8 @@ class EmbeddingService:
         headers[H_CACHE] = outcome
         headers[H_INPUTS] = f"{cached}/{len(keys)}"
         ordered = [vectors[k] for k in keys]
-        return Response(self._render(path, model, ordered, body, stats), media_type="application/json", headers=headers)
+        stats["prompt_eval_count"] = sum(tokens[k] for k in keys)
+        return Response(self._render(path, model, ordered, body, stats), media_type=json_media(path), headers=headers)
 
     @staticmethod
     def _fail(futures: dict[str, asyncio.Future[Any]]) -> None:
@@ -151,17 +164,18 @@ class EmbeddingService:
         openai: bool,
         profile: Profile,
         stats: dict[str, int],
-    ) -> list[bytes]:
+    ) -> list[tuple[bytes, int]]:
+        """The vector and the prompt tokens of each text, in order."""
         upstream = self.rt.upstreams.pick()
         fwd = proxy.forward_headers(request)
         fwd["content-type"] = "application/json"
-        out: list[bytes] = []
+        out: list[tuple[bytes, int]] = []
         if legacy:
             up = {k: v for k, v in body.items() if k != "stream"}
             async with upstream.scheduler.slot(BULK):
                 resp = await upstream.send("POST", "/api/embeddings", content=json.dumps(up).encode(), headers=fwd)
             self._check(path, resp.status_code, resp.content, model, profile)
-            return [json.dumps(resp.json()["embedding"], separators=(",", ":")).encode()]
+            return [(json.dumps(resp.json()["embedding"], separators=(",", ":")).encode(), 0)]
         base: dict[str, Any] = {"model": model, "keep_alive": body.get("keep_alive", profile.keep_alive)}
         for k in ("truncate", "dimensions", "options"):
             if body.get(k) is not None:
@@ -177,10 +191,40 @@ class EmbeddingService:
             embs = doc.get("embeddings") or []
             if len(embs) != len(batch):
                 raise PowergateError(f"Ollama returned {len(embs)} embeddings for {len(batch)} inputs")
-            out.extend(json.dumps(v, separators=(",", ":")).encode() for v in embs)
+            counts = split_tokens(int(doc.get("prompt_eval_count") or 0), batch)
+            out.extend((json.dumps(v, separators=(",", ":")).encode(), n) for v, n in zip(embs, counts, strict=True))
             for k in stats:
                 stats[k] += int(doc.get(k) or 0)
         return out
+
+    async def _relay_empty(
+        self, request: Request, path: str, body: dict[str, Any], model: str, profile: Profile
+    ) -> Response:
+        """An embedding request with nothing to embed, asked upstream as it is and answered as is."""
+        upstream = self.rt.upstreams.pick()
+        fwd = proxy.forward_headers(request)
+        fwd["content-type"] = "application/json"
+        up_path = "/api/embeddings" if path == "/api/embeddings" else "/api/embed"
+        up = {k: v for k, v in body.items() if k not in ("stream", "encoding_format")}
+        if up_path == "/api/embed":
+            up["input"] = []
+        headers = powergate_headers("bypass", model, profile.name)
+        try:
+            async with upstream.scheduler.slot(BULK):
+                resp = await proxy.until_done(
+                    request, upstream.send("POST", up_path, content=json.dumps(up).encode(), headers=fwd)
+                )
+        except UpstreamError as exc:
+            return self._error(path, exc, model, profile.name)
+        except proxy.ClientGone:
+            return Response(status_code=499)
+        if resp.status_code != 200:
+            return proxy.upstream_error(path, resp.status_code, resp.content, headers)
+        if path == "/api/embed":
+            content = resp.content
+        else:
+            content = b'{"embedding":[]}'
+        return Response(content, media_type=json_media(path), headers=headers)
 
     def _check(self, path: str, status: int, content: bytes, model: str, profile: Profile) -> None:
         if status != 200:
@@ -196,7 +240,7 @@ class EmbeddingService:
             tail = json.dumps(stats, separators=(",", ":"))[1:]
             return b'{"model":' + m.encode() + b',"embeddings":[' + b",".join(vectors) + b"]," + tail.encode()
         # /v1/embeddings
-        b64 = body.get("encoding_format") == "base64"
+        b64 = str(body.get("encoding_format") or "").lower() == "base64"
         data = []
         for i, v in enumerate(vectors):
             if b64:
@@ -210,4 +254,21 @@ class EmbeddingService:
         return b'{"object":"list","data":[' + b",".join(data) + b'],"model":' + m.encode() + b',"usage":' + usage + b"}"
 
 
-__all__ = ["EmbeddingService", "H_INPUTS", "H_PROFILE"]
+def split_tokens(total: int, texts: list[str]) -> list[int]:
+    """Share a batch's prompt_eval_count among its inputs, by length (largest remainder).
+
+    Ollama reports one count per batch. Shared this way the counts of a batch add up to
+    exactly what Ollama reported, and a single input keeps its exact count."""
+    if not texts:
+        return []
+    weights = [len(t) + 1 for t in texts]  # +1: every input costs at least its special tokens
+    whole = sum(weights)
+    raw = [total * w / whole for w in weights]
+    counts = [int(r) for r in raw]
+    order = sorted(range(len(texts)), key=lambda i: raw[i] - counts[i], reverse=True)
+    for i in order[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+__all__ = ["EmbeddingService", "H_INPUTS", "H_PROFILE", "split_tokens"]

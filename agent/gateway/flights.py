@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from agent.cache.answers import DONE_LINE, chunk_is_final, is_sse
+from agent.cache.answers import DONE_LINE, chunk_is_final, is_sse, stream_events
 from agent.errors import UpstreamError
 from agent.gateway.upstream import Upstream
 from agent.scheduling import CHAT, Superseded
@@ -194,14 +194,12 @@ class Flight:
             while True:
                 changed = self._changed
                 if i < len(self.chunks):
+                    # One write per chunk, as Ollama writes them: clients that parse each
+                    # read as one JSON document break on two lines in one write.
                     pending = self.chunks[i:]
                     i += len(pending)
-                    if sse:
-                        yield b"".join(
-                            b"data: " + c + b"\n\n" for c in pending if include_usage or b'"choices":[]' not in c
-                        )
-                    else:
-                        yield b"".join(c + b"\n" for c in pending)
+                    for event in stream_events(self.api, pending, include_usage, done_marker=False):
+                        yield event
                     continue
                 if self.done:
                     break

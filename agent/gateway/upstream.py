@@ -71,7 +71,7 @@ class Upstream:
         self.url = settings.url
         self.health = UpstreamHealth()
         self.listeners: list[Any] = []  # called with (upstream, reachable) when that changes
-        self.scheduler = Scheduler(settings.max_concurrency, settings.url)
+        self.scheduler = Scheduler(settings.max_concurrency, settings.url, settings.max_queue)
         self.client = httpx.AsyncClient(
             base_url=self.url,
             timeout=httpx.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT, write=WRITE_TIMEOUT, pool=None),
@@ -169,6 +169,7 @@ class Upstream:
             "error": self.health.error,
             "checked_at": self.health.checked_at,
             "max_concurrency": self.settings.max_concurrency,
+            "max_queue": self.settings.max_queue,
             "weight": self.settings.weight,
         }
 
