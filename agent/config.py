@@ -287,6 +287,7 @@ PROFILE_KEYS: dict[str, Validator] = {
     "enforce_cap": _bool,
     "keep_alive": _keep_alive,
     "num_ctx": _int_range(256, 1_048_576),
+    "num_ctx_max": _int_range(0, 1_048_576),
     "num_thread": _num_thread,
     "interval_s": _interval,
 }

@@ -38,6 +38,8 @@ class Profile:
     num_ctx: int
     num_thread: str | int  # "auto", "half" or a thread count
     interval_s: float  # power sampling period
+    # the largest num_ctx ever sent; 0 = no cap (a client's bigger num_ctx is never shrunk)
+    num_ctx_max: int = 0
 
     def resolved_num_thread(self, cpu_count: int | None = None) -> int | None:
         """Threads to send to Ollama, or None to leave Ollama's choice."""

@@ -7,7 +7,9 @@ powergate makes to an Ollama goes through that upstream's scheduler:
 - `max_concurrency` slots (default 1, like Ollama);
 - priorities: autocomplete/FIM > chat > embeddings and other bulk > prefetch;
   within autocomplete the newest first, and an older queued completion from the
-  same client that the newer one extends is superseded (it never runs);
+  same client that the newer one extends is superseded: it does not run on its own,
+  its owner is told which newer request extends it (and answers from that one, or
+  runs after all when that one fails or is aborted);
 - ageing: every `AGE_STEP_S` a request waits lifts it one class, so nothing starves;
 - a bounded queue as deep as Ollama's (`OLLAMA_MAX_QUEUE`, 512): past `max_queue` waiting
   (per `[[upstream]]`), a clear UpstreamBusy (503 + Retry-After). The official clients do not
@@ -39,7 +41,13 @@ RETRY_AFTER_S = 2.0
 
 
 class Superseded(Exception):
-    """A newer completion from the same client extends this one: it will not run."""
+    """A newer completion from the same client extends this one: it will not run as queued.
+
+    `by` is the owner of the newer request's ticket (whatever it passed to `slot`)."""
+
+    def __init__(self, by: Any = None) -> None:
+        super().__init__("a newer completion from the same client extends this prompt")
+        self.by = by
 
 
 @dataclass(eq=False)
@@ -52,6 +60,7 @@ class Ticket:
     future: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     running_task: asyncio.Task[Any] | None = None
     waited: bool = False  # no slot was free when it arrived
+    owner: Any = None  # who holds the ticket (told to a request it supersedes)
 
     def effective(self, now: float) -> float:
         aged = (now - self.enqueued) / AGE_STEP_S
@@ -124,7 +133,7 @@ class Scheduler:
             ):
                 self.waiting.remove(old)
                 self.stats.superseded += 1
-                old.future.set_exception(Superseded())
+                old.future.set_exception(Superseded(newer.owner))
 
     def _preempt_prefetch(self) -> None:
         for t in list(self.running):
@@ -133,7 +142,7 @@ class Scheduler:
                 t.running_task.cancel()
 
     @asynccontextmanager
-    async def slot(self, priority: int, client: str = "", prefix: str = "") -> AsyncIterator[Ticket]:
+    async def slot(self, priority: int, client: str = "", prefix: str = "", owner: Any = None) -> AsyncIterator[Ticket]:
         """Hold one of the upstream's slots for the duration of the block."""
         if len(self.waiting) >= self.max_queue and priority != AUTOCOMPLETE:
             self.stats.rejected_busy += 1
@@ -142,7 +151,7 @@ class Scheduler:
                 url=self.name,
                 retry_after=RETRY_AFTER_S,
             )
-        ticket = Ticket(priority, next(self._seq), time.monotonic(), client, prefix)
+        ticket = Ticket(priority, next(self._seq), time.monotonic(), client, prefix, owner=owner)
         ticket.running_task = asyncio.current_task()
         ticket.waited = len(self.running) >= self.slots or bool(self.waiting)
         self._supersede(ticket)

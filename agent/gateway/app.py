@@ -27,6 +27,7 @@ from agent.cache.base import Entry
 from agent.cache.keys import API_BY_PATH, COMPLETION_APIS, answer_fields, cacheable, request_key
 from agent.errors import BadRequest, PowergateError, UpstreamBusy, UpstreamError, UpstreamUnavailable
 from agent.gateway import proxy
+from agent.gateway.aliases import ModelListing
 from agent.gateway.control_api import control_routes
 from agent.gateway.embeddings import EmbeddingService
 from agent.gateway.flights import Flight
@@ -123,8 +124,7 @@ class Gateway:
         body["model"] = decision.model
         if decision.reason == "cap":
             self.rt.capped += 1
-        if not openai:
-            self.rt.normalise_runner(body, profile, kind)
+        ctx = await self.rt.normalise_runner(body, profile, kind) if not openai else None
         cc = request.headers.get("cache-control", "").lower()
         no_read, no_store = "no-cache" in cc, "no-store" in cc
         self.rt.prefetcher.touch(profile)
@@ -137,6 +137,8 @@ class Gateway:
         api = API_BY_PATH[path]
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) if openai else True
         headers = powergate_headers(MISS, decision.model, profile.name)
+        if ctx is not None:
+            headers.update(ctx.header())  # a profile's num_ctx_max shrank the client's context
         cache = self.rt.cache
         use_cache = (
             not self.rt.controller.cache_paused
@@ -251,6 +253,8 @@ class Gateway:
         try:
             if stream and not flight.whole:
                 await proxy.until_done(request, flight.started())
+                if flight.synthesized:  # answered from a newer request that extends this prompt
+                    headers[H_CACHE] = TYPEAHEAD
                 if flight.error_exc is None and flight.status == 200:
                     return proxy.stream_response(path, flight.stream(include_usage), headers)
             else:
@@ -260,11 +264,8 @@ class Gateway:
             log.debug("client left before %s was answered", path)
             return Response(status_code=499)
         flight.leave()
-        if flight.superseded:
-            headers[H_CACHE] = BYPASS
-            return error_response(
-                path, "superseded: a newer completion from the same client extends this prompt", 409, headers=headers
-            )
+        if flight.synthesized:
+            headers[H_CACHE] = TYPEAHEAD
         if flight.error_exc is not None:
             return self._error(path, flight.error_exc, flight.model, headers[H_PROFILE])
         if flight.status != 200:
@@ -371,14 +372,18 @@ def stream_error(chunks: list[bytes]) -> str:
 
 def build_app(runtime: Runtime) -> Starlette:
     gw = Gateway(runtime)
+    listing = ModelListing(runtime)
     routes = [
         Route("/", gw.root, methods=["GET", "HEAD"]),
         Route("/api/version", gw.version, methods=["GET", "HEAD"]),
+        # the aliases are models to a client: listed and shown (agent/gateway/aliases.py)
+        Route("/api/tags", listing.tags, methods=["GET", "HEAD"]),
+        Route("/api/show", listing.show, methods=["POST"]),
+        Route("/v1/models", listing.v1_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", listing.v1_model, methods=["GET"]),
         *[Route(p, gw.inference, methods=["POST"]) for p in INFERENCE_KINDS],
         *control_routes(runtime),
         Route("/api/{rest:path}", gw.passthrough, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
-        Route("/v1/models", gw.passthrough, methods=["GET"]),
-        Route("/v1/models/{rest:path}", gw.passthrough, methods=["GET"]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

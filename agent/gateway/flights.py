@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from agent.cache.answers import DONE_LINE, chunk_is_final, is_sse, stream_events
+from agent.cache.answers import DONE_LINE, chunk_is_final, completion_text, is_sse, stream_events, synth_completion
 from agent.errors import UpstreamError
 from agent.gateway.upstream import Upstream
 from agent.scheduling import CHAT, Superseded
@@ -46,7 +46,8 @@ class Flight:
         self.started_at = time.perf_counter()
         self.wall_s = 0.0
         self.queued = False  # another call held Ollama when this one arrived
-        self.superseded = False
+        self.superseded = False  # a newer request of the same client extended this one
+        self.synthesized = False  # answered from that newer request, without Ollama
         self.prefetch = False  # started by the prefetcher, nobody asked yet
         self.promoted = False  # a client joined the prefetch
         self.ticket: Any = None
@@ -61,17 +62,45 @@ class Flight:
 
     async def run(self, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
         try:
-            async with upstream.scheduler.slot(self.priority, self.client, self.prefix) as ticket:
-                self.ticket = ticket
-                self.queued = ticket.waited
-                self.started_at = time.perf_counter()
-                await self._run(upstream, path, payload, headers)
-        except Superseded:
-            self.superseded = True
+            try:
+                async with upstream.scheduler.slot(self.priority, self.client, self.prefix, owner=self) as ticket:
+                    await self._run_with(ticket, upstream, path, payload, headers)
+            except Superseded as exc:
+                # A newer request of the same client extends this prompt. Never refuse a
+                # waiting request: answer it from the newer one (what was typed in between
+                # + the newer completion), or, when that fails or is aborted, run it after all.
+                self.superseded = True
+                if not await self._answer_from(exc.by):
+                    async with upstream.scheduler.slot(self.priority, owner=self) as ticket:
+                        await self._run_with(ticket, upstream, path, payload, headers)
         except UpstreamError as exc:  # the scheduler's queue is full
             self.error_exc = exc
         finally:
             self._finish()
+
+    async def _run_with(
+        self, ticket: Any, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]
+    ) -> None:
+        self.ticket = ticket
+        self.queued = ticket.waited
+        self.started_at = time.perf_counter()
+        await self._run(upstream, path, payload, headers)
+
+    async def _answer_from(self, newer: Any) -> bool:
+        """Take the answer of `newer` (a Flight whose prompt extends ours); False if it has none."""
+        if not isinstance(newer, Flight) or not newer.prefix.startswith(self.prefix) or newer.api != self.api:
+            return False
+        await newer.finished()
+        if not newer.complete or not newer.chunks:
+            return False
+        typed = newer.prefix[len(self.prefix) :]
+        text = typed + completion_text(newer.api, newer.chunks)
+        self.chunks = synth_completion(self.api, self.model, text, newer.chunks)
+        self.whole = False
+        self.synthesized = True
+        self.status = 200
+        self.complete = True
+        return True
 
     async def _run(self, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
         sse = is_sse(self.api)
@@ -116,12 +145,14 @@ class Flight:
         self.done = True
         self.wall_s = time.perf_counter() - self.started_at
         self._notify()
-        if self.complete and self.on_finished is not None:
+        # An answer made from another request's is neither an upstream call to measure
+        # nor an answer of the model to store under this prompt.
+        if self.complete and not self.synthesized and self.on_finished is not None:
             try:
                 self.on_finished(self)
             except Exception:
                 log.exception("recording upstream figures failed")
-        if self.complete and self.on_complete is not None:
+        if self.complete and not self.synthesized and self.on_complete is not None:
             try:
                 self.on_complete(self)
             except Exception:
