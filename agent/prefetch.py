@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 from agent.cache import typeahead
 from agent.cache.keys import answer_fields, request_key
 from agent.profiles import Profile
-from agent.scheduling import BULK, PREFETCH
+from agent.upstreams.scheduling import BULK, PREFETCH
 
 if TYPE_CHECKING:
-    from agent.gateway.flights import Flight
+    from agent.journey.flights import Flight
     from agent.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -77,25 +76,18 @@ class Prefetcher:
         loaded = await up.loaded_models()
         if any(m == model or m == f"{model}:latest" or m.removesuffix(":latest") == model for m in loaded):
             return False
-        body: dict[str, Any] = {"model": model, "prompt": "", "keep_alive": profile.keep_alive}
         # the context the next request will be sent with, so the warm runner is the one it uses
         opts: dict[str, Any] = {"num_ctx": self.rt.contexts.choose(model, profile, None).sent}
         threads = profile.resolved_num_thread()
         if threads:
             opts["num_thread"] = threads
-        body["options"] = opts
         try:
             async with up.scheduler.slot(BULK):
-                r = await up.send(
-                    "POST",
-                    "/api/generate",
-                    content=json.dumps(body).encode(),
-                    headers={"content-type": "application/json"},
-                )
+                warmed = await up.load(model, profile.keep_alive, opts)
         except Exception as exc:  # warming is best effort
             log.debug("warm-up of %s failed: %s", model, exc)
             return False
-        if r.status_code == 200:
+        if warmed:
             self.counters["warmups"] += 1
             log.info("warmed up %s for the next suggestion", model)
             return True
@@ -133,8 +125,9 @@ class Prefetcher:
         if self.rt.cache.lookup_memory(key) is not None or self.rt.flights.get(key) is not None:
             return
         probe = typeahead.probe_for(api, model, nbody, answer_fields(nbody))
-        payload = json.dumps(dict(nbody, stream=False), separators=(",", ":")).encode()
-        nf = self.rt.flights.start(key, api, model, up, path, payload, headers, whole=True, priority=PREFETCH)
+        nf = self.rt.flights.start(
+            key, api, model, up, path, dict(nbody, stream=False), headers, whole=True, priority=PREFETCH
+        )
         nf.prefetch = True
         self.counters["prefetch_issued"] += 1
 

@@ -13,7 +13,6 @@ answer says so in the `X-Powergate-Num-Ctx-Capped` header.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,8 +20,6 @@ from typing import Any
 
 from agent.profiles import Profile
 from agent.routing import strip_latest
-
-log = logging.getLogger(__name__)
 
 REFRESH_S = 10.0  # seconds between two reads of /api/ps (only when requests come in)
 H_NUM_CTX_CAPPED = "X-Powergate-Num-Ctx-Capped"  # "asked=32768; sent=8192"
@@ -52,24 +49,16 @@ class RunnerContexts:
         return self._by_model.get(strip_latest(model), 0)
 
     async def refresh(self, upstreams: Iterable[Any]) -> None:
-        """Read /api/ps of every upstream, at most every REFRESH_S seconds."""
+        """Ask every upstream what its runners have, at most every REFRESH_S seconds."""
         now = time.monotonic()
         if now - self._read_at < REFRESH_S:
             return
         self._read_at = now
         seen: dict[str, int] = {}
         for up in upstreams:
-            try:
-                resp = await up.send("GET", "/api/ps")
-                models = resp.json().get("models") or [] if resp.status_code == 200 else []
-            except Exception as exc:  # best effort: the request goes on with what we know
-                log.debug("reading /api/ps failed: %s", exc)
-                return
-            for m in models:
-                name = strip_latest(str(m.get("model") or m.get("name") or ""))
-                ctx = m.get("context_length")
-                if name and isinstance(ctx, int) and ctx > 0:
-                    seen[name] = max(seen.get(name, 0), ctx)
+            for name, ctx in (await up.loaded_contexts()).items():
+                key = strip_latest(name)
+                seen[key] = max(seen.get(key, 0), ctx)
         self._by_model = seen
 
     def choose(self, model: str, profile: Profile, asked: Any) -> ContextChoice:

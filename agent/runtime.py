@@ -11,8 +11,7 @@ from agent.cache.codec import KEY_FILE_NAME, make_codec
 from agent.cache.layered import MB, LayeredCache
 from agent.config import Settings
 from agent.control import Controller, ProfileChange
-from agent.gateway.flights import Flights
-from agent.gateway.upstream import UpstreamPool
+from agent.journey.flights import Flights
 from agent.metrics import Metrics, StateCollector
 from agent.platform import paths
 from agent.power.base import PowerSnapshot
@@ -20,6 +19,7 @@ from agent.prefetch import Prefetcher
 from agent.profiles import TIERS, Profile
 from agent.routing import tier_of
 from agent.runner_context import ContextChoice, RunnerContexts
+from agent.upstreams.pool import UpstreamPool
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 
 from agent.config import load_settings
 from agent.server import AgentServer
+from tests import system
 from tests.simollama import SimOllama, SimServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,10 +140,7 @@ class RedisServer:
     """A real redis-server on a free loopback port, in memory only."""
 
     def __init__(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.fail("redis-server is not installed (apt-get install redis-server; .ci/run does it)")
-        self.exe = exe
+        self.exe = system.need("redis-server", "redis-server")
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.start()

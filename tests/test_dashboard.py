@@ -11,21 +11,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import system
 from tests.conftest import ROOT, Gateway, wait_for
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[object]:
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.fail("chromium and chromium-driver are not installed (.ci/run installs them)")
+    chromium = CHROMIUM or system.need("chromium", "chromium")
+    chromedriver = system.need("chromedriver", "chromium-driver")
     from selenium import webdriver
 
     opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
+    opts.binary_location = chromium
     for arg in (
         "--headless=new",
         "--no-sandbox",
@@ -40,7 +40,7 @@ def browser(tmp_path: Path) -> Iterator[object]:
         "--window-size=1280,1500",
     ):
         opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=chromedriver))
     yield driver
     driver.quit()
 

@@ -3,11 +3,11 @@ wheel set for Python 3.11 and 3.12 on win_amd64."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 
+from tests import system
 from tests.conftest import ROOT
 
 NSI = (ROOT / "installer" / "powergate.nsi").read_text()
@@ -25,9 +25,8 @@ def test_installer_script_keeps_its_promises() -> None:
 
 @pytest.mark.slow
 def test_build_and_inspect_the_installer() -> None:
-    for tool in ("makensis", "7z", "file"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed (.ci/run installs nsis, p7zip-full and file)")
+    for tool, package in (("makensis", "nsis"), ("7z", "p7zip-full"), ("file", "file")):
+        system.need(tool, package)
     build = subprocess.run(["bash", "installer/build.sh"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-3000:]
     check = subprocess.run(["bash", "installer/check.sh"], cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import agent.scheduling as sched
+import agent.upstreams.scheduling as sched
 from agent.errors import UpstreamBusy
-from agent.scheduling import AUTOCOMPLETE, BULK, CHAT, PREFETCH, Scheduler, Superseded
+from agent.upstreams.scheduling import AUTOCOMPLETE, BULK, CHAT, PREFETCH, Scheduler, Superseded
 from tests.conftest import Gateway, GatewayFactory, wait_for
 from tests.simollama import SimOllama, SimServer
 
@@ -212,7 +212,9 @@ def test_client_that_left_while_queued_never_reaches_ollama(busy_sim: SimServer,
     assert status["scheduling"]["dropped_before_upstream"] == 1
 
 
-def test_superseded_completion_is_answered_from_the_newer_one(busy_sim: SimServer, make_gateway: GatewayFactory) -> None:
+def test_superseded_completion_is_answered_from_the_newer_one(
+    busy_sim: SimServer, make_gateway: GatewayFactory
+) -> None:
     gw = make_gateway(busy_sim.url, profile="battery-saver")
     res: list[Any] = []
     running = occupy(gw, busy_sim, res)

@@ -1,7 +1,7 @@
-"""Forwarding to Ollama: whole answers, streams chunk by chunk, and raw pass-through.
+"""The HTTP edge of forwarding: client disconnects, relaying streams, pass-through, upstream errors.
 
 A client that goes away (an editor aborting a suggestion on the next keystroke)
-closes the upstream request at once, so Ollama stops generating: streams are
+closes the upstream request at once, so the server stops generating: streams are
 cancelled by Starlette's disconnect listener, whole answers by `until_done`.
 """
 
@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive
 
 from agent.gateway.responses import H_MODEL, NDJSON, NO_MODEL, SSE, error_response, is_openai_path, json_media
-from agent.gateway.upstream import HOP_HEADERS, RESPONSE_DROP, Upstream
+from agent.upstreams.base import HOP_HEADERS, RESPONSE_DROP, Reply, Upstream
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ def forward_headers(request: Request) -> dict[str, str]:
     return {k: v for k, v in request.headers.items() if k not in HOP_HEADERS}
 
 
-def relay_headers(resp: httpx.Response, extra: dict[str, str]) -> dict[str, str]:
+def relay_headers(resp: Reply, extra: dict[str, str]) -> dict[str, str]:
     out = {k: v for k, v in resp.headers.items() if k.lower() not in RESPONSE_DROP}
     out.update(extra)
     return out
@@ -79,15 +79,11 @@ def upstream_error(path: str, status: int, body: bytes, headers: dict[str, str])
     return error_response(path, f"Ollama answered {status}: {text}", status, headers=headers)
 
 
-async def open_stream(upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> httpx.Response:
-    return await upstream.send("POST", path, content=payload, headers=headers, stream=True)
-
-
 LineSink = Callable[[bytes], None]
 
 
 async def relay_chunks(
-    resp: httpx.Response,
+    resp: Reply,
     on_line: LineSink | None = None,
     on_end: Callable[[bool], Awaitable[None] | None] | None = None,
 ) -> AsyncIterator[bytes]:
@@ -130,13 +126,8 @@ async def passthrough(request: Request, upstream: Upstream, extra_headers: dict[
     """Any other /api/* call, unchanged both ways, streamed both ways."""
     has_body = request.method not in ("GET", "HEAD")
     content: Any = request.stream() if has_body else None
-    resp = await upstream.send(
-        request.method,
-        request.url.path,
-        content=content,
-        headers=forward_headers(request),
-        params=request.url.query or None,
-        stream=True,
+    resp = await upstream.passthrough(
+        request.method, request.url.path, content, forward_headers(request), params=request.url.query or None
     )
     headers = relay_headers(resp, extra_headers)
     media = resp.headers.get("content-type")

@@ -14,7 +14,7 @@ import pytest
 
 from agent.cache.answers import assemble, whole_to_chunks
 from agent.cache.base import Entry
-from agent.gateway.app import replay
+from agent.journey.answer import replay
 from tests.conftest import Gateway, GatewayFactory
 from tests.simollama import SimOllama, SimServer
 

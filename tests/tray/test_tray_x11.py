@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from PIL import Image, ImageGrab
 
 from agent.tray.icon import _x11_tray_owner
+from tests import system
 from tests.conftest import ROOT, agent_up, closed_port_url, free_port, start_agent, wait_for
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -27,11 +27,11 @@ ORANGE, BLUE, GREEN = (232, 89, 12), (28, 126, 214), (47, 158, 68)
 pytestmark = pytest.mark.x11
 
 
+PACKAGES = {"Xvfb": "xvfb", "trayer": "trayer", "xdotool": "xdotool", "dbus-run-session": "dbus"}
+
+
 def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(f"{tool} is not installed (.ci/run installs it with apt-get)")
-    return path
+    return system.need(tool, PACKAGES[tool])
 
 
 class XServer:
@@ -209,8 +209,11 @@ def open_menu(xserver: XServer) -> tuple[int, int]:
     return x, y
 
 
-@pytest.mark.skipif(not _gtk_available(), reason="PyGObject (GTK 3) is not installed: .ci/run installs it")
 def test_gtk_menu_switches_profile_and_quits(xserver: XServer, tmp_path: Path) -> None:
+    if not _gtk_available():
+        system.missing(
+            "PyGObject (GTK 3) is not installed (needs Debian's libgirepository1.0-dev libcairo2-dev gir1.2-gtk-3.0)"
+        )
     agent = Agent(tmp_path, xserver.display, "gtk", dbus=True)
     try:
         assert wait_for(lambda: len(find_colour(xserver.shot(), ORANGE)) > 20, timeout=15)

@@ -3,7 +3,8 @@
 A Flight owns one streamed upstream request. Clients subscribe: a stream client
 reads the chunks from the first one on as they arrive, a whole-answer client
 waits for the end. The upstream request is cancelled when the last subscriber
-leaves, so an editor's abort still stops Ollama when nobody else waits.
+leaves, so an editor's abort still stops the model server when nobody else waits.
+The flight speaks the client's dialect; its backend translates to the server's.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import httpx
 
 from agent.cache.answers import DONE_LINE, chunk_is_final, completion_text, is_sse, stream_events, synth_completion
 from agent.errors import UpstreamError
-from agent.gateway.upstream import Upstream
-from agent.scheduling import CHAT, Superseded
+from agent.upstreams.base import Reply, Upstream
+from agent.upstreams.scheduling import CHAT, Superseded
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Flight:
         self.wall_s = 0.0
         self.queued = False  # another call held Ollama when this one arrived
         self.superseded = False  # a newer request of the same client extended this one
-        self.synthesized = False  # answered from that newer request, without Ollama
+        self.synthesized = False  # answered from that newer request, without the model server
         self.prefetch = False  # started by the prefetcher, nobody asked yet
         self.promoted = False  # a client joined the prefetch
         self.ticket: Any = None
@@ -60,11 +61,11 @@ class Flight:
         ev, self._changed = self._changed, asyncio.Event()
         ev.set()
 
-    async def run(self, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
+    async def run(self, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
         try:
             try:
                 async with upstream.scheduler.slot(self.priority, self.client, self.prefix, owner=self) as ticket:
-                    await self._run_with(ticket, upstream, path, payload, headers)
+                    await self._run_with(ticket, upstream, path, body, headers)
             except Superseded as exc:
                 # A newer request of the same client extends this prompt. Never refuse a
                 # waiting request: answer it from the newer one (what was typed in between
@@ -72,19 +73,19 @@ class Flight:
                 self.superseded = True
                 if not await self._answer_from(exc.by):
                     async with upstream.scheduler.slot(self.priority, owner=self) as ticket:
-                        await self._run_with(ticket, upstream, path, payload, headers)
+                        await self._run_with(ticket, upstream, path, body, headers)
         except UpstreamError as exc:  # the scheduler's queue is full
             self.error_exc = exc
         finally:
             self._finish()
 
     async def _run_with(
-        self, ticket: Any, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]
+        self, ticket: Any, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]
     ) -> None:
         self.ticket = ticket
         self.queued = ticket.waited
         self.started_at = time.perf_counter()
-        await self._run(upstream, path, payload, headers)
+        await self._run(upstream, path, body, headers)
 
     async def _answer_from(self, newer: Any) -> bool:
         """Take the answer of `newer` (a Flight whose prompt extends ours); False if it has none."""
@@ -102,14 +103,14 @@ class Flight:
         self.complete = True
         return True
 
-    async def _run(self, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
+    async def _run(self, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
         sse = is_sse(self.api)
-        resp: httpx.Response | None = None
+        resp: Reply | None = None
         try:
             if self.whole:
-                await self._run_whole(upstream, path, payload, headers)
+                await self._run_whole(upstream, path, body, headers)
                 return
-            resp = await upstream.send("POST", path, content=payload, headers=headers, stream=True)
+            resp = await upstream.infer(path, body, headers, stream=True)
             self.status = resp.status_code
             if resp.status_code != 200:
                 self.error_body = await resp.aread()
@@ -163,18 +164,18 @@ class Flight:
             except Exception:
                 log.exception("flight callback failed")
 
-    async def _run_whole(self, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]) -> None:
-        resp = await upstream.send("POST", path, content=payload, headers=headers)
+    async def _run_whole(self, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+        resp = await upstream.infer(path, body, headers, stream=False)
         self.status = resp.status_code
         if resp.status_code != 200:
             self.error_body = resp.content
             return
-        body = resp.content.strip()
-        self.chunks.append(body)
+        answer = resp.content.strip()
+        self.chunks.append(answer)
         if is_sse(self.api):
-            self.complete = b'"error"' not in body[:20]
+            self.complete = b'"error"' not in answer[:20]
         else:
-            self.complete = b'"done":true' in body or b'"done": true' in body
+            self.complete = b'"done":true' in answer or b'"done": true' in answer
 
     def _take(self, line: bytes, sse: bool) -> bool:
         if not line:
@@ -214,7 +215,7 @@ class Flight:
     def leave(self) -> None:
         self.subscribers -= 1
         if self.subscribers <= 0 and not self.done and self.task is not None:
-            # Nobody waits any more: stop Ollama generating for nobody.
+            # Nobody waits any more: stop the server generating for nobody.
             self.task.cancel()
 
     async def stream(self, include_usage: bool) -> AsyncIterator[bytes]:
@@ -225,10 +226,10 @@ class Flight:
             while True:
                 changed = self._changed
                 if i < len(self.chunks):
-                    # One write per chunk, as Ollama writes them: clients that parse each
-                    # read as one JSON document break on two lines in one write.
                     pending = self.chunks[i:]
                     i += len(pending)
+                    # One write per chunk, as Ollama writes them: clients that parse each
+                    # read as one JSON document break on two lines in one write.
                     for event in stream_events(self.api, pending, include_usage, done_marker=False):
                         yield event
                     continue
@@ -258,7 +259,7 @@ class Flights:
         model: str,
         upstream: Upstream,
         path: str,
-        payload: bytes,
+        body: dict[str, Any],
         headers: dict[str, str],
         register: bool = True,
         whole: bool = False,
@@ -271,14 +272,14 @@ class Flights:
         flight.priority, flight.client, flight.prefix = priority, client, prefix
         if register:
             self._by_key[key] = flight
-        flight.task = asyncio.ensure_future(self._run(flight, upstream, path, payload, headers))
+        flight.task = asyncio.ensure_future(self._run(flight, upstream, path, body, headers))
         return flight
 
     async def _run(
-        self, flight: Flight, upstream: Upstream, path: str, payload: bytes, headers: dict[str, str]
+        self, flight: Flight, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]
     ) -> None:
         try:
-            await flight.run(upstream, path, payload, headers)
+            await flight.run(upstream, path, body, headers)
         finally:
             if self._by_key.get(flight.key) is flight:
                 del self._by_key[flight.key]

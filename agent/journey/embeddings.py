@@ -17,7 +17,6 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from starlette.requests import Request
 from starlette.responses import Response
 
 from agent.cache.base import Entry
@@ -25,8 +24,9 @@ from agent.cache.keys import RUNNER_ONLY_OPTIONS, embedding_key
 from agent.errors import PowergateError, UpstreamError
 from agent.gateway import proxy
 from agent.gateway.responses import H_CACHE, H_PROFILE, error_response, json_media, powergate_headers
+from agent.journey.request import InferenceRequest
 from agent.profiles import Profile
-from agent.scheduling import BULK
+from agent.upstreams.scheduling import BULK
 
 if TYPE_CHECKING:
     from agent.runtime import Runtime
@@ -45,12 +45,11 @@ class EmbeddingService:
         self.rt = rt
         self._error = error
 
-    async def handle(
-        self, request: Request, path: str, body: dict[str, Any], profile: Profile, no_read: bool, no_store: bool
-    ) -> Response:
+    async def handle(self, req: InferenceRequest) -> Response:
+        path, body, profile, no_read, no_store = req.path, req.body, req.profile, req.no_read, req.no_store
+        request = req.http
         model = body["model"]
         legacy = path == "/api/embeddings"
-        openai = path.startswith("/v1/")
         if legacy:
             inputs = [body["prompt"]] if body.get("prompt") else []
         else:
@@ -58,7 +57,7 @@ class EmbeddingService:
             if isinstance(raw, str):
                 # Ollama's /api/embed drops an empty string (no inputs: "embeddings": []);
                 # its /v1/embeddings turns "" into [""] before that (middleware/openai.go).
-                inputs = [raw] if raw or openai else []
+                inputs = [raw] if raw or req.openai else []
             else:
                 inputs = list(raw or [])
         options = {k: v for k, v in (body.get("options") or {}).items() if k not in RUNNER_ONLY_OPTIONS}
@@ -72,7 +71,7 @@ class EmbeddingService:
         if not inputs:
             # Nothing to embed: Ollama still checks (and loads) the model, then answers an empty
             # list. Asked as it is, so an unknown model is the same 404 as without powergate.
-            return await self._relay_empty(request, path, body, model, profile)
+            return await self._relay_empty(req, model)
 
         keys = [embedding_key(model, t, params) for t in inputs]
         text_of = dict(zip(keys, inputs, strict=True))
@@ -98,7 +97,7 @@ class EmbeddingService:
             if mine:
                 got = await proxy.until_done(
                     request,
-                    self._fetch(request, path, body, model, [text_of[k] for k in mine], legacy, openai, profile, stats),
+                    self._fetch(req, model, [text_of[k] for k in mine], legacy, stats),
                 )
                 for k, (vec, n) in zip(mine, got, strict=True):
                     vectors[k] = vec
@@ -154,40 +153,30 @@ class EmbeddingService:
                 f.exception()  # retrieved: followers see it through gather, nobody else must warn
 
     async def _fetch(
-        self,
-        request: Request,
-        path: str,
-        body: dict[str, Any],
-        model: str,
-        texts: list[str],
-        legacy: bool,
-        openai: bool,
-        profile: Profile,
-        stats: dict[str, int],
+        self, req: InferenceRequest, model: str, texts: list[str], legacy: bool, stats: dict[str, int]
     ) -> list[tuple[bytes, int]]:
         """The vector and the prompt tokens of each text, in order."""
+        path, body, profile = req.path, req.body, req.profile
         upstream = self.rt.upstreams.pick()
-        fwd = proxy.forward_headers(request)
-        fwd["content-type"] = "application/json"
+        fwd = dict(req.forward, **{"content-type": "application/json"})
         out: list[tuple[bytes, int]] = []
         if legacy:
             up = {k: v for k, v in body.items() if k != "stream"}
             async with upstream.scheduler.slot(BULK):
-                resp = await upstream.send("POST", "/api/embeddings", content=json.dumps(up).encode(), headers=fwd)
+                resp = await upstream.infer("/api/embeddings", up, fwd, stream=False)
             self._check(path, resp.status_code, resp.content, model, profile)
-            return [(json.dumps(resp.json()["embedding"], separators=(",", ":")).encode(), 0)]
+            return [(json.dumps(json.loads(resp.content)["embedding"], separators=(",", ":")).encode(), 0)]
         base: dict[str, Any] = {"model": model, "keep_alive": body.get("keep_alive", profile.keep_alive)}
         for k in ("truncate", "dimensions", "options"):
             if body.get(k) is not None:
                 base[k] = body[k]
         for i in range(0, len(texts), EMBED_BATCH):
             batch = texts[i : i + EMBED_BATCH]
-            payload = json.dumps(dict(base, input=batch), separators=(",", ":")).encode()
             # One slot per batch: a suggestion waiting behind a re-index gets in between batches.
             async with upstream.scheduler.slot(BULK):
-                resp = await upstream.send("POST", "/api/embed", content=payload, headers=fwd)
+                resp = await upstream.infer("/api/embed", dict(base, input=batch), fwd, stream=False)
             self._check(path, resp.status_code, resp.content, model, profile)
-            doc = resp.json()
+            doc = json.loads(resp.content)
             embs = doc.get("embeddings") or []
             if len(embs) != len(batch):
                 raise PowergateError(f"Ollama returned {len(embs)} embeddings for {len(batch)} inputs")
@@ -197,13 +186,11 @@ class EmbeddingService:
                 stats[k] += int(doc.get(k) or 0)
         return out
 
-    async def _relay_empty(
-        self, request: Request, path: str, body: dict[str, Any], model: str, profile: Profile
-    ) -> Response:
+    async def _relay_empty(self, req: InferenceRequest, model: str) -> Response:
         """An embedding request with nothing to embed, asked upstream as it is and answered as is."""
+        path, body, profile = req.path, req.body, req.profile
         upstream = self.rt.upstreams.pick()
-        fwd = proxy.forward_headers(request)
-        fwd["content-type"] = "application/json"
+        fwd = dict(req.forward, **{"content-type": "application/json"})
         up_path = "/api/embeddings" if path == "/api/embeddings" else "/api/embed"
         up = {k: v for k, v in body.items() if k not in ("stream", "encoding_format")}
         if up_path == "/api/embed":
@@ -211,19 +198,14 @@ class EmbeddingService:
         headers = powergate_headers("bypass", model, profile.name)
         try:
             async with upstream.scheduler.slot(BULK):
-                resp = await proxy.until_done(
-                    request, upstream.send("POST", up_path, content=json.dumps(up).encode(), headers=fwd)
-                )
+                resp = await proxy.until_done(req.http, upstream.infer(up_path, up, fwd, stream=False))
         except UpstreamError as exc:
             return self._error(path, exc, model, profile.name)
         except proxy.ClientGone:
             return Response(status_code=499)
         if resp.status_code != 200:
             return proxy.upstream_error(path, resp.status_code, resp.content, headers)
-        if path == "/api/embed":
-            content = resp.content
-        else:
-            content = b'{"embedding":[]}'
+        content = resp.content if path == "/api/embed" else b'{"embedding":[]}'
         return Response(content, media_type=json_media(path), headers=headers)
 
     def _check(self, path: str, status: int, content: bytes, model: str, profile: Profile) -> None:

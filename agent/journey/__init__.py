@@ -1,0 +1,1 @@
+"""The stages an inference request passes, in order (see run.py)."""

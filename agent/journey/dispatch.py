@@ -1,0 +1,79 @@
+"""Stage 4: schedule the request on an upstream and send it (a flight others can join).
+
+A flight asks the upstream in the client's mode: a whole answer costs the server
+and us less to transfer; either form is stored and replayed in both forms.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from agent.cache import typeahead
+from agent.cache.answers import completion_text, is_sse
+from agent.cache.base import Entry
+from agent.journey.flights import Flight
+from agent.journey.lookup import CachePlan
+from agent.journey.request import InferenceRequest
+from agent.journey.speculate import guess_next
+from agent.metrics import parse_final
+
+if TYPE_CHECKING:
+    from agent.runtime import Runtime
+
+
+def upstream_body(req: InferenceRequest) -> dict[str, Any]:
+    body = dict(req.body, stream=req.stream)
+    if req.openai and req.stream:
+        body["stream_options"] = {"include_usage": True}  # usage is stored, whatever this client wants
+    return body
+
+
+def upstream_headers(req: InferenceRequest) -> dict[str, str]:
+    return dict(req.forward, **{"content-type": "application/json"})
+
+
+def typist(req: InferenceRequest, probe: typeahead.Probe | None) -> tuple[str, str]:
+    """Who is typing (for superseding their older completions) and what they typed so far."""
+    if probe is None:
+        return "", ""
+    http = req.http
+    host = http.client.host if http.client else ""
+    return f"{host}|{http.headers.get('user-agent', '')}|{probe.family}", probe.prefix
+
+
+def depart(req: InferenceRequest, rt: Runtime, cp: CachePlan) -> Flight:
+    """Start the upstream call for a cacheable request; it stores its answer when complete."""
+    client, prefix = typist(req, cp.probe)
+    flight = rt.flights.start(
+        cp.key,
+        req.api,
+        req.model,
+        rt.upstreams.pick(),
+        req.path,
+        upstream_body(req),
+        upstream_headers(req),
+        register=not req.no_read,
+        whole=not req.stream,
+        priority=req.priority,
+        client=client,
+        prefix=prefix,
+    )
+    flight.on_finished = lambda f: record_upstream(rt, f)
+    if not req.no_store:
+        flight.on_complete = lambda f: store(rt, f, cp.probe)
+    # once answered, guess the next completion (speculative profiles, FIM requests)
+    flight.on_done = lambda f: guess_next(req, rt, f.chunks, f.model) if f.complete else None
+    return flight
+
+
+def record_upstream(rt: Runtime, flight: Flight) -> None:
+    doc = parse_final(flight.chunks[-1]) if flight.chunks else None
+    if doc is not None and not is_sse(flight.api):
+        rt.metrics.record_upstream(doc, flight.wall_s, flight.queued)
+
+
+def store(rt: Runtime, flight: Flight, probe: typeahead.Probe | None) -> None:
+    entry = Entry(flight.api, flight.model, list(flight.chunks), meta={"form": "whole"} if flight.whole else {})
+    rt.cache.store(flight.key, entry)
+    if probe is not None:
+        rt.cache.typeahead.add(probe, completion_text(flight.api, entry.chunks), flight.key)
