@@ -27,6 +27,7 @@ DEFAULT_KEEP_ALIVE_S = 300.0
 NDJSON = "application/x-ndjson"
 RUNNER_OPTIONS = ("num_ctx", "num_thread", "num_batch", "num_gpu", "main_gpu", "use_mmap")
 DEFAULT_NUM_CTX = 4096
+MODEL_CONTEXT_LENGTH = 32768  # what /api/show's model_info says (llama-index sends it as num_ctx)
 JSON_API = "application/json; charset=utf-8"  # gin's c.JSON on /api/*
 JSON_V1 = "application/json"  # the OpenAI middleware's writers on /v1/*
 # A missing model: the generate and embed handlers fall back to 404 "model '' not found",
@@ -429,7 +430,11 @@ def build_app(sim: SimOllama) -> Starlette:
                 "parameters": 'stop "<|endoftext|>"',
                 "template": "{{ .Prompt }}",
                 "details": _details(m),
-                "model_info": {"general.architecture": m.family, "general.parameter_count": 1_500_000_000},
+                "model_info": {
+                    "general.architecture": m.family,
+                    "general.parameter_count": 1_500_000_000,
+                    f"{m.family}.context_length": MODEL_CONTEXT_LENGTH,  # the model's trained context
+                },
                 "capabilities": ["embedding"] if m.embedding else ["completion", "insert", "tools"],
                 "modified_at": "2025-01-01T00:00:00Z",
             }
