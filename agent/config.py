@@ -21,6 +21,7 @@ from agent.platform import paths
 from agent.profiles import (
     BUILTIN_PROFILES,
     JOB_TIERS,
+    LIGHTRAG_MODES,
     NUM_THREAD_CHOICES,
     PREFETCH_LEVELS,
     PROFILE_FIELDS,
@@ -96,6 +97,16 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class LightRAGSettings:
+    url: str = ""  # a LightRAG API server to front under /lightrag/ (empty: none)
+    api_key: str = ""  # sent as X-API-Key when the client sends no credentials of its own
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
+@dataclass(frozen=True)
 class NotifySettings:
     enabled: bool = True
 
@@ -108,6 +119,7 @@ class Settings:
     power: PowerSettings = field(default_factory=PowerSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
     notifications: NotifySettings = field(default_factory=NotifySettings)
+    lightrag: LightRAGSettings = field(default_factory=LightRAGSettings)
     profiles: dict[str, Profile] = field(default_factory=lambda: dict(BUILTIN_PROFILES))
     config_file: Path | None = None
     config_file_exists: bool = False
@@ -275,6 +287,13 @@ CACHE_KEYS: dict[str, Validator] = {
 POWER_KEYS: dict[str, Validator] = {"source": _power_source, "interval_s": _interval}
 MODEL_KEYS: dict[str, Validator] = {k: _tier_or_model for k in ("small", "medium", "large", "embed")}
 NOTIFY_KEYS: dict[str, Validator] = {"enabled": _bool}
+
+
+def _optional_url(v: Any) -> str:
+    return _http_url(v) if _str(v).strip() else ""
+
+
+LIGHTRAG_KEYS: dict[str, Validator] = {"url": _optional_url, "api_key": _str}
 PROFILE_KEYS: dict[str, Validator] = {
     "memory_mb": _number_min(0),
     "disk_mb": _number_min(0),
@@ -290,10 +309,11 @@ PROFILE_KEYS: dict[str, Validator] = {
     "num_ctx_max": _int_range(0, 1_048_576),
     "num_thread": _num_thread,
     "interval_s": _interval,
+    "lightrag_mode": _choice(LIGHTRAG_MODES),
 }
 assert set(PROFILE_KEYS) == set(PROFILE_FIELDS), "every profile field needs a validator"
 
-SECTIONS = ("server", "upstream", "cache", "power", "models", "notifications", "profiles")
+SECTIONS = ("server", "upstream", "cache", "power", "models", "notifications", "lightrag", "profiles")
 
 
 def _validate_table(table: Any, keys: dict[str, Validator], prefix: str, source: str) -> dict[str, Any]:
@@ -332,6 +352,7 @@ def parse_config(data: dict[str, Any], source: str = "") -> dict[str, Any]:
         ("power", POWER_KEYS),
         ("models", MODEL_KEYS),
         ("notifications", NOTIFY_KEYS),
+        ("lightrag", LIGHTRAG_KEYS),
     ):
         if section in data:
             out[section] = _validate_table(data[section], keys, section, source)
@@ -427,6 +448,7 @@ def load_settings(
         power=PowerSettings(**checked.get("power", {})),
         models=models,
         notifications=NotifySettings(**checked.get("notifications", {})),
+        lightrag=LightRAGSettings(**checked.get("lightrag", {})),
         profiles=profiles,
         config_file=path,
         config_file_exists=exists,
@@ -471,5 +493,6 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
             "embed": s.models.embed,
         },
         "notifications": {"enabled": s.notifications.enabled},
+        "lightrag": {"url": s.lightrag.url, "api_key": "***" if s.lightrag.api_key else ""},
         "profiles": {name: {k: v for k, v in p.as_dict().items() if k != "name"} for name, p in s.profiles.items()},
     }

@@ -11,6 +11,7 @@ import httpx
 from agent.cli_support import agent_url_for
 from agent.config import Settings
 from agent.profiles import JOB_TIERS
+from agent.services.lightrag_doctor import check_lightrag
 
 CHECK_TIMEOUT = 2.0  # seconds per check
 
@@ -87,6 +88,8 @@ def run_doctor(settings: Settings, out: Callable[[str], None]) -> int:
         except Exception as exc:  # any redis failure is a finding, not a crash
             ok = False
             out(f"redis {settings.cache.redis_url}: NOT reachable ({type(exc).__name__}); powergate works without it")
+
+    ok = check_lightrag(settings, url, out) and ok
 
     tiers = settings.models
     out("\nContinue (~/.continue/config.yaml):")

@@ -6,6 +6,7 @@ PowergateError
  |    +-- UpstreamUnavailable   connection refused / DNS / connect timeout
  |    +-- UpstreamTimeout       connected, but no answer in time
  |    +-- UpstreamBusy          every slot taken and the queue is full
+ |    +-- LightRAGUnavailable   the configured LightRAG server cannot be reached
  +-- CacheError             a cache tier failed (never fails a request)
  +-- BadRequest             the client's request is malformed (HTTP 400)
 
@@ -38,6 +39,10 @@ class UpstreamError(PowergateError):
 
 
 class UpstreamUnavailable(UpstreamError):
+    status_code = 502
+
+
+class LightRAGUnavailable(UpstreamError):
     status_code = 502
 
 

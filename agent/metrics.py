@@ -220,6 +220,26 @@ def _ms(v: float | None) -> float | None:
     return None if v is None else round(v * 1000, 3)
 
 
+def lightrag_metrics(d: dict[str, Any]) -> Any:
+    """LightRAG's health, pipeline, corpus version and query cache as Prometheus families."""
+    yield GaugeMetricFamily("powergate_lightrag_up", "1 when LightRAG answers", value=1 if d["reachable"] else 0)
+    yield GaugeMetricFamily(
+        "powergate_lightrag_pipeline_busy", "1 while LightRAG indexes", value=1 if d["pipeline_busy"] else 0
+    )
+    version = str(d["corpus_version"]).rpartition(".")[2]
+    yield GaugeMetricFamily(
+        "powergate_lightrag_corpus_version", "Corpus version in this run (moves on every change)", value=int(version)
+    )
+    queries = CounterMetricFamily("powergate_lightrag_queries", "LightRAG queries by cache outcome", labels=["outcome"])
+    for outcome, n in d["query_cache"].items():
+        queries.add_metric([outcome], n)
+    yield queries
+    docs = GaugeMetricFamily("powergate_lightrag_documents", "LightRAG documents by status", labels=["status"])
+    for status, n in d["status_counts"].items():
+        docs.add_metric([status], n)
+    yield docs
+
+
 class StateCollector(Collector):
     """Cache tiers, counters and power as Prometheus metrics, read at scrape time."""
 
@@ -272,6 +292,8 @@ class StateCollector(Collector):
         )
         prof.add_metric([rt.controller.profile.name, rt.controller.mode], 1)
         yield prof
+        if rt.lightrag is not None:
+            yield from lightrag_metrics(rt.lightrag.describe())
         ups = GaugeMetricFamily("powergate_upstream_up", "1 when Ollama at this URL answers", labels=["url"])
         for u in rt.upstreams.upstreams:
             ups.add_metric([u.url], 1 if u.health.reachable else 0)
@@ -418,6 +440,7 @@ async def metrics_document(rt: Runtime) -> dict[str, Any]:
         },
         "counters": {"reloads_avoided": rt.reloads_avoided, "unloads": rt.unloads, "capped": rt.capped, **rt.counters},
         "scheduling": rt.scheduling_stats(),
+        "lightrag": rt.lightrag.describe() if rt.lightrag is not None else None,
         "series": m.series(),
         "power": list(m.power),
         "timeline": [

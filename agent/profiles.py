@@ -18,6 +18,8 @@ BUILTIN_ORDER = (PERFORMANCE, BALANCED, BATTERY_SAVER)
 PREFETCH_LEVELS = ("off", "warm", "speculative")
 TIERS = ("small", "medium", "large")
 JOB_TIERS = (*TIERS, "embed")
+# LightRAG query modes the `lightrag` model may use (LightRAG's QueryParam.mode, minus "bypass")
+LIGHTRAG_MODES = ("naive", "local", "global", "hybrid", "mix")
 NUM_THREAD_CHOICES = ("auto", "half")  # "auto": Ollama's choice; "half": half the cores
 DEFAULT_TTL_S = 7 * 24 * 3600.0  # seconds a cached answer stays valid
 
@@ -37,7 +39,10 @@ class Profile:
     keep_alive: str
     num_ctx: int
     num_thread: str | int  # "auto", "half" or a thread count
-    interval_s: float  # power sampling period
+    interval_s: float  # power sampling period (also the LightRAG corpus watch period)
+    # LightRAG query mode for the `lightrag` model: "mix" retrieves from the knowledge graph
+    # and the chunks (one extra LLM call for keywords); "naive" only from chunks (one LLM call)
+    lightrag_mode: str = "mix"
     # the largest num_ctx ever sent; 0 = no cap (a client's bigger num_ctx is never shrunk)
     num_ctx_max: int = 0
 
@@ -102,6 +107,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=2048,
         num_thread="half",
         interval_s=30.0,
+        lightrag_mode="naive",
     ),
 }
 

@@ -19,6 +19,7 @@ from agent.prefetch import Prefetcher
 from agent.profiles import TIERS, Profile
 from agent.routing import tier_of
 from agent.runner_context import ContextChoice, RunnerContexts
+from agent.services.lightrag import LightRAGFront
 from agent.upstreams.pool import UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,10 @@ class Runtime:
         self.unloads = 0
         self.capped = 0
         self.counters: dict[str, int] = {}  # prefetch and scheduling counts, for metrics
+        # LightRAG's front, when one is configured; its corpus watch runs at the sampling rhythm
+        self.lightrag = LightRAGFront(self, settings.lightrag) if settings.lightrag.enabled else None
+        if self.lightrag is not None:
+            self.snapshot_listeners.append(self.lightrag.on_snapshot)
         self.metrics = Metrics()
         self.metrics.registry.register(StateCollector(self))
         self.prefetcher = Prefetcher(self)
@@ -190,6 +195,8 @@ class Runtime:
                     "answers; requests that need Ollama get a clear 502 until it is up",
                     up.url,
                 )
+        if self.lightrag is not None:
+            await self.lightrag.start()
         if self.cache.redis is not None:
             if await self.cache.redis.ping():
                 log.info("redis cache tier %s connected", self.settings.cache.redis_url)
@@ -199,5 +206,7 @@ class Runtime:
                 )
 
     async def aclose(self) -> None:
+        if self.lightrag is not None:
+            await self.lightrag.aclose()
         await self.cache.aclose()
         await self.upstreams.aclose()

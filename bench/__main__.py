@@ -1,6 +1,7 @@
 """python -m bench [--quick] [--only NAME ...]: powergate against direct Ollama, side by side.
 
-Scenarios: overhead (miss and first byte), memory, disk, typeahead, reindex."""
+Scenarios: overhead (miss and first byte), memory, disk, typeahead, reindex, litellm, load, session, idle,
+lightrag (the real LightRAG server directly on Ollama vs through powergate)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 from bench import cache, chart, compare, harness, idle, overhead, scheduling
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("overhead", "memory", "disk", "typeahead", "reindex", "litellm", "load", "session", "idle")
+ALL = ("overhead", "memory", "disk", "typeahead", "reindex", "litellm", "load", "session", "idle", "lightrag")
 
 
 def _row(name: str, d: dict[str, Any], g: dict[str, Any], key: str = "p50_ms") -> str:
@@ -140,6 +141,24 @@ def main() -> None:
                 f"{'idle ' + r['profile']:<34} CPU {r['cpu_percent_of_one_core']:.3f}% of a core   "
                 f"{r['wakeups_per_minute']:.0f} wake-ups/min   RSS {r['rss_mb']:.1f} MB   over {r['seconds']:.0f} s"
             )
+    if "lightrag" in want:
+        from bench import lightrag
+        from tests.simollama import SimOllama, SimServer
+
+        with tempfile.TemporaryDirectory(prefix="pg-bench-lightrag-") as d, SimServer(SimOllama.realistic()) as sim:
+            lr = out["lightrag"] = lightrag.run(sim, Path(d), repeats=2 if args.quick else 4)
+        for side in ("direct", "powergate"):
+            v = lr[side]
+            print(
+                f"{'lightrag ' + side:<34} index {v['index_s']} s ({v['index_model_calls']} model calls)   "
+                f"query miss p50 {v['query_miss']['p50_ms']:.0f} ms   repeat p50 {v['query_repeat']['p50_ms']:.1f} ms   "
+                f"re-index {v['reindex_s']} s ({v['reindex_model_calls']} calls)   "
+                f"suggestion p95 while indexing {v['suggestions_while_indexing']['p95_ms']:.0f} ms"
+            )
+        print(
+            f"{'lightrag saved':<34} {lr['reindex_calls_saved']} model calls and {lr['reindex_time_saved_s']} s on re-index;"
+            f" suggestion p95 x{lr['suggestion_p95_ratio_direct_over_powergate']}"
+        )
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("quick.json" if args.quick else "latest.json")
     # A partial run (--only) updates its own sections and keeps the others.

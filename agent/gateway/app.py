@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from agent import __version__
 from agent.errors import BadRequest, PowergateError, UpstreamError, UpstreamUnavailable
-from agent.gateway import proxy
+from agent.gateway import lanes, proxy
 from agent.gateway.aliases import ModelListing
 from agent.gateway.control_api import control_routes
 from agent.gateway.responses import JSON_OLLAMA, error_response, powergate_headers
@@ -24,6 +24,8 @@ from agent.journey.run import Journey
 from agent.metrics import MetricsMiddleware
 from agent.profiles import Profile
 from agent.runtime import Runtime
+from agent.services import lightrag_chat
+from agent.services.lightrag import unconfigured_routes
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ class Gateway:
             req = await decode(request, profile)
         except BadRequest as exc:
             return self._error(request.url.path, exc, profile=profile.name)
+        if req.requested == lightrag_chat.MODEL:  # another room answers it: LightRAG's front
+            return await lightrag_chat.respond(request, self.rt.lightrag, req.path, req.body, profile)
         return await self.journey.run(req)
 
 
@@ -114,6 +118,7 @@ def build_app(runtime: Runtime) -> Starlette:
         Route("/v1/models/{model:path}", listing.v1_model, methods=["GET"]),
         *[Route(p, gw.inference, methods=["POST"]) for p in INFERENCE_KINDS],
         *control_routes(runtime),
+        *(runtime.lightrag.routes() if runtime.lightrag is not None else unconfigured_routes()),
         Route("/api/{rest:path}", gw.passthrough, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
     ]
 
@@ -147,4 +152,4 @@ def build_app(runtime: Runtime) -> Starlette:
         check_host=server.is_loopback,
         allowed_origins=server.allowed_origins,
     )
-    return secured  # type: ignore[return-value]
+    return lanes.LaneMiddleware(secured)  # type: ignore[return-value]

@@ -167,4 +167,5 @@ async def status_document(rt: Runtime) -> dict[str, Any]:
         "cache": await rt.cache.describe(),
         "recommendations": recommendations(rt),
         "in_flight": len(rt.flights),
+        "lightrag": rt.lightrag.describe() if rt.lightrag is not None else None,
     }

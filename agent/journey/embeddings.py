@@ -26,7 +26,6 @@ from agent.gateway import proxy
 from agent.gateway.responses import H_CACHE, H_PROFILE, error_response, json_media, powergate_headers
 from agent.journey.request import InferenceRequest
 from agent.profiles import Profile
-from agent.upstreams.scheduling import BULK
 
 if TYPE_CHECKING:
     from agent.runtime import Runtime
@@ -162,7 +161,7 @@ class EmbeddingService:
         out: list[tuple[bytes, int]] = []
         if legacy:
             up = {k: v for k, v in body.items() if k != "stream"}
-            async with upstream.scheduler.slot(BULK):
+            async with upstream.scheduler.slot(req.priority):
                 resp = await upstream.infer("/api/embeddings", up, fwd, stream=False)
             self._check(path, resp.status_code, resp.content, model, profile)
             return [(json.dumps(json.loads(resp.content)["embedding"], separators=(",", ":")).encode(), 0)]
@@ -173,7 +172,7 @@ class EmbeddingService:
         for i in range(0, len(texts), EMBED_BATCH):
             batch = texts[i : i + EMBED_BATCH]
             # One slot per batch: a suggestion waiting behind a re-index gets in between batches.
-            async with upstream.scheduler.slot(BULK):
+            async with upstream.scheduler.slot(req.priority):
                 resp = await upstream.infer("/api/embed", dict(base, input=batch), fwd, stream=False)
             self._check(path, resp.status_code, resp.content, model, profile)
             doc = json.loads(resp.content)
@@ -197,7 +196,7 @@ class EmbeddingService:
             up["input"] = []
         headers = powergate_headers("bypass", model, profile.name)
         try:
-            async with upstream.scheduler.slot(BULK):
+            async with upstream.scheduler.slot(req.priority):
                 resp = await proxy.until_done(req.http, upstream.infer(up_path, up, fwd, stream=False))
         except UpstreamError as exc:
             return self._error(path, exc, model, profile.name)

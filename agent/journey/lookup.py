@@ -15,6 +15,7 @@ from agent.cache import typeahead
 from agent.cache.answers import completion_text, synth_completion
 from agent.cache.base import Entry
 from agent.cache.keys import COMPLETION_APIS, answer_fields, cacheable, request_key
+from agent.gateway import lanes
 from agent.gateway.responses import H_CACHE
 from agent.journey.answer import replay
 from agent.journey.request import TYPEAHEAD, InferenceRequest
@@ -34,7 +35,7 @@ def plan(req: InferenceRequest, rt: Runtime) -> CachePlan | None:
     """How the cache takes part in this request; None when it must not (bypass)."""
     use_cache = (
         not rt.controller.cache_paused
-        and cacheable(req.api, req.body, rt.settings.cache.chat)
+        and cacheable(req.api, req.body, lanes.cache_chat_mode(req.http, rt.settings.cache.chat))
         and not (req.no_read and req.no_store)
     )
     if not use_cache:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agent.gateway import lanes
 from agent.gateway.responses import powergate_headers
 from agent.journey.request import MISS, InferenceRequest
 from agent.routing import route
@@ -18,7 +19,7 @@ async def route_request(req: InferenceRequest, rt: Runtime) -> None:
     decision = route(req.requested, req.kind, req.body, req.profile, rt.settings.models)
     req.model = req.body["model"] = decision.model
     req.job = decision.job
-    req.priority = priority_for(decision.job, req.kind)
+    req.priority = lanes.priority(req.http, priority_for(decision.job, req.kind))
     if decision.reason == "cap":
         rt.capped += 1
     ctx = await rt.normalise_runner(req.body, req.profile, req.kind) if not req.openai else None

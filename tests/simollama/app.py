@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -44,6 +45,9 @@ STRUCTS = {
 }
 # /v1/* handlers behind the middleware: which native handler answers them
 NATIVE_OF = {"/v1/chat/completions": "/api/chat", "/v1/completions": "/api/generate", "/v1/embeddings": "/api/embed"}
+# A model answers from what it was given: the simulated one quotes every fact marker in
+# its prompt (e.g. a document chunk LightRAG retrieved), so a new document is observable.
+FACT_MARKER = re.compile(r"FACT-[A-Za-z0-9]+")
 VOCAB = (
     "return",
     "self",
@@ -555,6 +559,9 @@ def build_app(sim: SimOllama) -> Starlette:
             return ApiJSON(out)
 
         tokens = sim.text_tokens(model, seed_text, options)
+        facts = list(dict.fromkeys(FACT_MARKER.findall(seed_text.replace("\\n", " "))))
+        if facts:
+            tokens = [f"facts: {' '.join(facts)};", *tokens]
         if body.get("format") == "json" or isinstance(body.get("format"), dict):
             tokens = [json.dumps({"answer": "".join(tokens)})]
         done_reason = "length" if "num_predict" in options and len(tokens) >= options["num_predict"] else "stop"
