@@ -88,14 +88,15 @@ def findings(health: dict[str, Any], agent_url: str, settings: Settings) -> tupl
         if isinstance(n, int)
     }
     for ctx in sorted(asked):
-        short = [f"{p.name} ({p.num_ctx})" for p in settings.profiles.values() if p.num_ctx < ctx]
+        # powergate only rounds a client's num_ctx up; a profile's explicit num_ctx_max can cap it
+        short = [f"{p.name} ({p.num_ctx_max})" for p in settings.profiles.values() if 0 < p.num_ctx_max < ctx]
         if short:
             bad.append(
-                f"OLLAMA_LLM_NUM_CTX={ctx}, but powergate sends a smaller num_ctx in {', '.join(short)}: prompts "
-                "beyond it are cut by Ollama; raise num_ctx in those [profiles.<name>] or lower OLLAMA_LLM_NUM_CTX"
+                f"OLLAMA_LLM_NUM_CTX={ctx}, but num_ctx_max caps it in {', '.join(short)}: prompts "
+                "beyond it are cut by Ollama; raise num_ctx_max in those [profiles.<name>] or lower OLLAMA_LLM_NUM_CTX"
             )
         else:
-            good.append(f"OLLAMA_LLM_NUM_CTX={ctx} fits every profile's num_ctx")
+            good.append(f"OLLAMA_LLM_NUM_CTX={ctx} is sent as asked (no profile caps num_ctx below it)")
     timeout = conf.get("llm_timeout")
     if isinstance(timeout, int) and 0 < timeout < RECOMMENDED_LLM_TIMEOUT_S:
         bad.append(

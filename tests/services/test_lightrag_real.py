@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -322,8 +323,15 @@ def test_doctor_reads_lightrags_configuration_and_prints_its_env(stack: Stack) -
     for role in ("extract", "embeddings", "query", "keyword"):
         assert f"ok: {role} calls go through powergate" in text
     assert "ENABLE_LLM_CACHE" not in text.split("LightRAG .env")[0]  # it is off in this LightRAG
-    # LightRAG asks 4096 tokens of context; battery-saver sends 2048: a real finding
-    assert not ok and "battery-saver (2048)" in text
+    # LightRAG asks 4096 tokens of context: powergate never sends less (it only rounds num_ctx up)
+    assert "OLLAMA_LLM_NUM_CTX=4096 is sent as asked" in text and "caps it" not in text
+    # ... unless a profile caps it explicitly with num_ctx_max: then that is a real finding
+    settings = stack.agent.settings
+    saver = replace(settings.profiles["battery-saver"], num_ctx_max=2048)
+    capped = replace(settings, profiles={**settings.profiles, "battery-saver": saver})
+    capped_lines: list[str] = []
+    assert not check_lightrag(capped, stack.pg, capped_lines.append)
+    assert "battery-saver (2048)" in "\n".join(capped_lines)
     assert f"LLM_BINDING_HOST={stack.pg}/lane/bulk" in text and "ENABLE_LLM_CACHE=false" in text
     # the same LightRAG, as most users run it: straight to Ollama, its own answer cache on
     health = stack.client.get(stack.lightrag.url + "/health").json()
