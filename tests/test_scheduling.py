@@ -359,7 +359,9 @@ def test_running_prefetch_is_cancelled_for_foreground_work(make_gateway: Gateway
             "prompt": "import os\n",
             "suffix": "\n",
             "stream": False,
-            "options": {"num_predict": 4},
+            # long enough (20 tokens x 50 ms) that the chat below surely arrives while the
+            # prefetch runs, however slow a shared CI machine starts an HTTP request
+            "options": {"num_predict": 20},
         }
         httpx.post(gw.url + "/api/generate", json=body, timeout=30)
         assert wait_for(lambda: gw.runtime.counters["prefetch_issued"] == 1, timeout=5)
