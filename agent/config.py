@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -149,12 +150,38 @@ class Settings:
 
 
 def is_loopback_host(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
+    """True only when every address `host` stands for is a loopback address.
+
+    An empty host is not loopback (uvicorn and the OS read it as "every interface"),
+    nor are `0.0.0.0` and `::` (unspecified: every interface), nor a name that does not
+    resolve, nor a name with any non-loopback address (a LAN name, a rebound localhost)."""
+    name = host.strip().strip("[]")
+    if not name:
+        return False
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    addrs = {str(info[4][0]).split("%", 1)[0] for info in infos}
+    try:
+        return bool(addrs) and all(ipaddress.ip_address(a).is_loopback for a in addrs)
     except ValueError:
         return False
+
+
+def _host(v: Any) -> str:
+    s = _str(v).strip()
+    if not s:
+        raise ValueError(
+            'empty: an empty host listens on every interface; name one, e.g. "127.0.0.1" (this machine only)'
+        )
+    if any(c.isspace() or ord(c) < 32 for c in s) or "/" in s:
+        raise ValueError(f"not a host name or address: {v!r}")
+    return s
 
 
 # ---------------------------------------------------------------- validators
@@ -264,7 +291,7 @@ def _keep_alive(v: Any) -> str:
 
 
 SERVER_KEYS: dict[str, Validator] = {
-    "host": _str,
+    "host": _host,
     "port": _int_range(1, 65535),
     "max_body_mb": _number_min(0, exclusive=True),
     "allowed_origins": _origins,
@@ -309,6 +336,7 @@ PROFILE_KEYS: dict[str, Validator] = {
     "num_ctx_max": _int_range(0, 1_048_576),
     "num_thread": _num_thread,
     "interval_s": _interval,
+    "preempt": _bool,
     "lightrag_mode": _choice(LIGHTRAG_MODES),
 }
 assert set(PROFILE_KEYS) == set(PROFILE_FIELDS), "every profile field needs a validator"
@@ -397,15 +425,21 @@ def load_settings(
     server = ServerSettings(**checked.get("server", {}))
     env_host = os.environ.get("POWERGATE_HOST")
     env_port = os.environ.get("POWERGATE_PORT")
-    if env_host:
-        server = replace(server, host=env_host)
+    if env_host is not None:
+        try:
+            server = replace(server, host=_host(env_host))
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="POWERGATE_HOST", source="environment") from None
     if env_port:
         try:
             server = replace(server, port=_int_range(1, 65535)(int(env_port)))
         except ValueError as exc:
             raise ConfigError(str(exc), key="POWERGATE_PORT", source="environment") from None
-    if host:
-        server = replace(server, host=host)
+    if host is not None:
+        try:
+            server = replace(server, host=_host(host))
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="--host", source="command line") from None
     if port is not None:
         server = replace(server, port=_int_range(1, 65535)(port))
     if not server.is_loopback and not server.control_token:

@@ -11,7 +11,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from agent.config import Settings
@@ -85,11 +85,12 @@ class Controller:
             self.mode = "manual"
             self.pinned = pin
         previous = self.profile.name
-        if name == previous and manual:
-            return self._record(previous, name, reason, source)
-        if name == previous:
-            return None
-        self.profile = self.settings.effective_profile(name)
+        profile = self._effective(name)
+        if name == previous and profile == self.profile:
+            return self._record(previous, name, reason, source) if manual else None
+        if profile.num_thread != self.settings.effective_profile(name).num_thread:
+            reason += f"; CPU busy: model threads limited to {profile.resolved_num_thread()}"
+        self.profile = profile
         change = self._record(previous, name, reason, source)
         log.info("profile %s -> %s (%s, %s)", previous, name, reason, source)
         for listener in list(self.listeners):
@@ -98,6 +99,16 @@ class Controller:
             except Exception:  # a listener (tray, notifier) must never break a switch
                 log.exception("profile listener failed")
         return change
+
+    def _effective(self, name: str) -> Profile:
+        # While the policy sees the CPU busy (another process took cores), a model server
+        # left to its own thread count collapses (a 2-thread llama.cpp fell from ~550 to
+        # ~100 prompt tok/s); half the cores keeps it steady. Only in auto mode: a manual
+        # choice is the user's.
+        p = self.settings.effective_profile(name)
+        if self.mode == "auto" and self.policy.cpu_busy and p.num_thread == "auto":
+            p = replace(p, num_thread="half")
+        return p
 
     def set_mode(self, mode: str, *, source: str) -> None:
         """auto: follow the policy now; manual: pin the current profile."""

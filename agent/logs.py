@@ -7,12 +7,41 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import re
 import sys
 from pathlib import Path
 
 LOG_FILE_BYTES = 2 * 1024 * 1024  # per file
 LOG_BACKUPS = 3
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# Control characters and line separators in logged values (a profile reason, a model
+# name, an upstream's message) are shown escaped, so that no value can forge a log line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as an escape (`\\n`, `\\x1b`...)."""
+    return _CONTROL.sub(_escape_one, text)
+
+
+def _escape_one(m: re.Match[str]) -> str:
+    # formatted by hand: the unicode_escape codec is imported lazily, and logging must
+    # work when no file can be opened (out of descriptors is a time to log)
+    c = m.group()
+    named = _NAMED.get(c)
+    if named is not None:
+        return named
+    return f"\\x{ord(c):02x}" if ord(c) <= 0xFF else f"\\u{ord(c):04x}"
+
+
+class SafeFormatter(logging.Formatter):
+    """One record, one line: the message is escaped; a traceback (added after the
+    message by the base class) keeps its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
 
 def setup_logging(log_dir: Path, level: int = logging.INFO) -> Path | None:
@@ -20,7 +49,7 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> Path | None:
     root.setLevel(level)
     for h in list(root.handlers):
         root.removeHandler(h)
-    fmt = logging.Formatter(FORMAT)
+    fmt = SafeFormatter(FORMAT)
     target = log_dir / "powergate.log"
     path: Path | None = target
     try:

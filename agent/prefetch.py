@@ -10,7 +10,9 @@
   lowest priority and only while no foreground work waits. It runs as a normal
   flight: stored in the cache when it finishes, joined (and promoted) if the
   user's request arrives while it runs, cancelled the moment other foreground
-  work needs the slot. Issued, used and wasted prefetches are counted.
+  work needs the slot. Issued, used and wasted prefetches are counted, and a
+  guess is only made while guesses for that model pay for themselves
+  (agent/speculation.py: a measured used share, with a probe now and then).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from agent.cache import typeahead
 from agent.cache.keys import answer_fields, request_key
 from agent.profiles import Profile
+from agent.speculation import SpeculationGate
 from agent.upstreams.scheduling import BULK, PREFETCH
 
 if TYPE_CHECKING:
@@ -60,6 +63,7 @@ class Prefetcher:
         self.counters = rt.counters
         for k in ("prefetch_issued", "prefetch_used", "prefetch_wasted", "warmups"):
             self.counters.setdefault(k, 0)
+        self.gate = SpeculationGate(self.counters)
 
     # ------------------------------------------------------------ warm
     def touch(self, profile: Profile) -> None:
@@ -124,12 +128,15 @@ class Prefetcher:
         key = request_key(api, model, nbody)
         if self.rt.cache.lookup_memory(key) is not None or self.rt.flights.get(key) is not None:
             return
+        if not self.gate.allow(model):
+            return  # this model's guesses have not been paying off lately
         probe = typeahead.probe_for(api, model, nbody, answer_fields(nbody))
         nf = self.rt.flights.start(
             key, api, model, up, path, dict(nbody, stream=False), headers, whole=True, priority=PREFETCH
         )
         nf.prefetch = True
         self.counters["prefetch_issued"] += 1
+        self.gate.issued(key, model)
 
         def stored(f: Flight) -> None:
             from agent.cache.answers import completion_text as text_of
@@ -141,22 +148,26 @@ class Prefetcher:
                 self.rt.cache.typeahead.add(probe, text_of(f.api, entry.chunks), f.key)
 
         def finished(f: Flight) -> None:
-            if not f.complete and not f.promoted:
-                self.counters["prefetch_wasted"] += 1
+            if not f.promoted:  # a promoted guess was counted as used when it was joined
+                self.gate.finished(f.key, f.complete)
 
         nf.on_complete = stored
         nf.on_done = finished
 
-    def used(self, meta: dict[str, Any]) -> None:
-        """A cache hit on a prefetched entry: the guess paid off (counted once)."""
+    def used(self, meta: dict[str, Any], key: str) -> None:
+        """A request answered from a prefetched entry (a hit, or typeahead into it): the
+        guess paid off (counted once)."""
         if meta.get("prefetched") and not meta.get("used"):
             meta["used"] = True
-            self.counters["prefetch_used"] += 1
+            self.gate.used(key)
 
     def promoted(self, flight: Flight) -> None:
         """The user's own request joined a running prefetch: it is foreground work now."""
         if flight.prefetch and not flight.promoted:
             flight.promoted = True
-            self.counters["prefetch_used"] += 1
+            self.gate.used(flight.key)
             if flight.ticket is not None:
                 flight.ticket.priority = 0  # AUTOCOMPLETE: no longer preemptable
+
+    def describe(self) -> dict[str, Any]:
+        return self.gate.describe()

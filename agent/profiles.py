@@ -45,6 +45,8 @@ class Profile:
     lightrag_mode: str = "mix"
     # the largest num_ctx ever sent; 0 = no cap (a client's bigger num_ctx is never shrunk)
     num_ctx_max: int = 0
+    # pause a running lower-priority generation for a waiting suggestion, then resume it
+    preempt: bool = True
 
     def resolved_num_thread(self, cpu_count: int | None = None) -> int | None:
         """Threads to send to Ollama, or None to leave Ollama's choice."""
@@ -75,6 +77,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=8192,
         num_thread="auto",
         interval_s=5.0,
+        preempt=True,
     ),
     BALANCED: Profile(
         name=BALANCED,
@@ -91,6 +94,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=4096,
         num_thread="auto",
         interval_s=10.0,
+        preempt=True,
     ),
     BATTERY_SAVER: Profile(
         name=BATTERY_SAVER,
@@ -108,6 +112,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_thread="half",
         interval_s=30.0,
         lightrag_mode="naive",
+        preempt=False,
     ),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from typing import Any
 
 from agent.cache.codec import KEY_FILE_NAME, make_codec
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 PRESSURE_MEMORY_MB = 16  # memory tier size while the machine is short of RAM
 RUNNER_KEYS = ("num_ctx", "num_thread", "num_batch")  # options whose change makes Ollama reload
+# Model names come from clients: any string. The table of what each model's clients last
+# asked is kept for the most recently used models only, so 10,000 made-up names cost nothing.
+MAX_RUNNER_MODELS = 64
 
 
 class Runtime:
@@ -35,6 +39,9 @@ class Runtime:
         self.settings = settings
         self.controller = Controller(settings)
         self.upstreams = UpstreamPool(settings.upstreams)
+        for up in self.upstreams.upstreams:
+            # whether a suggestion may pause a running generation: the profile in force decides
+            up.scheduler.preempt_enabled = lambda: self.controller.profile.preempt
         self.flights = Flights()
         self.embed_pending: dict[str, asyncio.Future[Any]] = {}
         key_dir = settings.config_file.parent if settings.config_file else paths.config_dir()
@@ -49,19 +56,19 @@ class Runtime:
         self.snapshot_listeners: list[Any] = []
         self.memory_pressure = False
         # runner options each model last got from its clients, to count reloads we avoided
-        self._client_runner: dict[str, tuple[Any, ...]] = {}
+        self._client_runner: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self.reloads_avoided = 0
         self.contexts = RunnerContexts()
         self.unloads = 0
         self.capped = 0
         self.counters: dict[str, int] = {}  # prefetch and scheduling counts, for metrics
+        self.prefetcher = Prefetcher(self)
         # LightRAG's front, when one is configured; its corpus watch runs at the sampling rhythm
         self.lightrag = LightRAGFront(self, settings.lightrag) if settings.lightrag.enabled else None
         if self.lightrag is not None:
             self.snapshot_listeners.append(self.lightrag.on_snapshot)
         self.metrics = Metrics()
         self.metrics.registry.register(StateCollector(self))
-        self.prefetcher = Prefetcher(self)
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -137,6 +144,9 @@ class Runtime:
         if before is not None and before != asked:
             self.reloads_avoided += 1
         self._client_runner[model] = asked
+        self._client_runner.move_to_end(model)
+        while len(self._client_runner) > MAX_RUNNER_MODELS:
+            self._client_runner.popitem(last=False)
         choice = None
         if kind not in ("embed", "embeddings"):
             await self.contexts.refresh(self.upstreams.upstreams)
@@ -180,7 +190,16 @@ class Runtime:
             "dropped_before_upstream": sum(u.scheduler.stats.dropped_before_upstream for u in self.upstreams.upstreams),
             "superseded": sum(u.scheduler.stats.superseded for u in self.upstreams.upstreams),
             "prefetch": {
-                k: self.counters.get(k, 0) for k in ("prefetch_issued", "prefetch_used", "prefetch_wasted", "warmups")
+                k: self.counters.get(k, 0)
+                for k in ("prefetch_issued", "prefetch_used", "prefetch_wasted", "prefetch_skipped", "warmups")
+            },
+            "speculation": self.prefetcher.describe(),
+            "preemption": {
+                "enabled": self.controller.profile.preempt,
+                **{
+                    k: sum(getattr(u.scheduler.stats, k) for u in self.upstreams.upstreams)
+                    for k in ("paused", "resumed", "paused_s", "held_after_abort")
+                },
             },
         }
 

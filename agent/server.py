@@ -15,6 +15,7 @@ import uvicorn
 from agent.config import Settings
 from agent.errors import PowergateError
 from agent.gateway.app import build_app
+from agent.gateway.connections import LISTEN_BACKLOG, ConnectionLimits, Counters, guarded_protocol
 from agent.power.file_source import make_source
 from agent.power.monitor import PowerMonitor
 from agent.runtime import Runtime
@@ -50,13 +51,9 @@ class QuietServer(uvicorn.Server):
             loop.call_soon_threadsafe(self.stop_event.set)
 
 
-def _http_impl() -> str:
-    try:
-        import httptools  # noqa: F401
-
-        return "httptools"
-    except ImportError:  # pragma: no cover - httptools is a dependency
-        return "h11"
+def connection_limits() -> ConnectionLimits:
+    """The limits of this process (a function, so that tests can use short timeouts)."""
+    return ConnectionLimits.for_this_process()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -78,6 +75,8 @@ class AgentServer:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.stopped = threading.Event()
+        self.limits = connection_limits()
+        self.connection_counters = Counters()
 
     def _check_port(self) -> None:
         s = self.settings.server
@@ -124,7 +123,8 @@ class AgentServer:
             host=self.settings.server.host,
             port=self.settings.server.port,
             loop="none",
-            http=_http_impl(),
+            # httptools (a dependency) with read timeouts and a connection cap
+            http=guarded_protocol(self.limits, self.connection_counters),
             lifespan="off",
             access_log=False,
             log_config=None,
@@ -132,7 +132,8 @@ class AgentServer:
             proxy_headers=False,  # nothing sits in front of us; never trust X-Forwarded-For
             date_header=False,
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
-            timeout_keep_alive=30,
+            timeout_keep_alive=int(self.limits.keep_alive_s),
+            backlog=LISTEN_BACKLOG,
         )
         self._server = QuietServer(config)
         # uvicorn installs signal handlers only on the main thread; ours is not, and the

@@ -352,7 +352,8 @@ def test_warm_up_loads_the_autocomplete_model_when_the_editor_wakes(
 
 
 def test_running_prefetch_is_cancelled_for_foreground_work(make_gateway: GatewayFactory) -> None:
-    with SimServer(SimOllama(token_delay_s=0.05, default_tokens=30, one_slot=True)) as slow:
+    # 0.2 s a token: the 4-token prefetch still runs when the chat arrives on a busy CI machine
+    with SimServer(SimOllama(token_delay_s=0.2, default_tokens=30, one_slot=True)) as slow:
         gw = make_gateway(slow.url, profile="performance")
         body = {
             "model": "autocomplete",

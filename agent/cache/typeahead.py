@@ -3,20 +3,30 @@
 The editor's next request has the old prompt plus the typed characters (same
 suffix, model and options). If the typed characters are the start of the
 completion we gave for the old prompt, the rest of that completion is the
-answer, at once and without Ollama.
+answer, at once and without the model.
 
-Index: per family (everything but the prompt prefix), the stored prompt
-lengths in a sorted list, and per length the prompt's hash and completion. A
-lookup bisects to the lengths the new prompt could extend, compares the typed
-tail with each completion, and only then hashes the candidate prefix: no scan
-of all entries, and no prompt text kept in memory. Raw FIM prompts (Continue,
-Twinny, CodeGPT) are split at their markers, so reuse works while the typed
-text lands before the suffix marker.
+Editors send a window: the last ~1,500 characters before the cursor, cut at a
+line start. While the user types, that window's start moves down, so the new
+prompt is often not an extension of the old one. A record therefore matches on
+the text near the cursor, not on the whole prompt: the new prefix must be a
+suffix of the old prefix that starts at one of its line starts (lines dropped
+from the top only remove context), followed by text the old completion starts
+with. The suffix, model and options (the family) must agree exactly, so a
+completion computed for a different context is never served.
+
+Index: per family, records by an anchor (a hash of the last `ANCHOR_CHARS`
+characters of the stored prefix), and per record the hashes of the prefix's
+suffixes at its first line starts. A lookup hashes the anchor at each possible
+end of the old prefix in the new one (at most the longest completion's length
+back), and only for a record found there compares the typed tail with the
+completion and the hash of the whole shared text: no scan of all entries, and
+no prompt text kept in memory. Raw FIM prompts (Continue, Twinny, CodeGPT) are
+split at their markers, so reuse works while the typed text lands before the
+suffix marker.
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,6 +36,10 @@ from agent.cache.keys import digest
 
 MAX_FAMILIES = 1024
 MAX_PER_FAMILY = 128
+ANCHOR_CHARS = 64  # characters before the cursor that pick candidate records
+DROP_SLACK_CHARS = 1024  # characters beyond the typed ones a window may drop from its top (a long line)
+MAX_LINE_STARTS = 128  # suffix hashes kept per record
+MAX_COMPLETION_CHARS = 4096  # longer completions are not indexed (a lookup walks back this far)
 
 # (name, prefix marker, suffix marker, middle marker or "")
 FIM_TEMPLATES: tuple[tuple[str, str, str, str], ...] = (
@@ -58,9 +72,39 @@ def _h(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+def _anchor(text: str) -> int:
+    # Python's own string hash: only picks candidates, every match is verified with _h.
+    return hash(text[-ANCHOR_CHARS:])
+
+
+def line_starts(text: str, limit: int) -> list[int]:
+    """0 and every position after a newline, up to `limit` characters in and MAX_LINE_STARTS of them."""
+    out = [0]
+    i = text.find("\n")
+    while 0 <= i < limit and i + 1 < len(text) and len(out) < MAX_LINE_STARTS:
+        out.append(i + 1)
+        i = text.find("\n", i + 1)
+    return out
+
+
+def window_extends(newer: str, older: str) -> bool:
+    """`newer` is `older` with whole lines dropped from its top and text typed at its end
+    (the same editing position, typed further, in a window whose start moved)."""
+    if newer.startswith(older):
+        return True
+    for i in line_starts(older, len(older))[1:]:
+        rest = older[i:]
+        if len(rest) < ANCHOR_CHARS:
+            return False  # too little shared text to call it the same position
+        if newer.startswith(rest):
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Record:
-    prompt_hash: bytes
+    suffix_hashes: frozenset[bytes]  # hashes of prefix[i:] for its first line starts i
+    prompt_hash: bytes  # hash of the whole prefix (one record per prefix)
     completion: str
     entry_key: str
 
@@ -87,9 +131,8 @@ def probe_for(api: str, model: str, body: dict[str, Any], fields: dict[str, Any]
 
 class Family:
     def __init__(self) -> None:
-        self.lengths: list[int] = []
-        self.by_length: dict[int, list[Record]] = {}
-        self.count = 0
+        self.by_anchor: dict[int, list[Record]] = {}
+        self.order: OrderedDict[bytes, int] = OrderedDict()  # prompt hash -> anchor, oldest first
         self.max_completion = 0
 
 
@@ -98,9 +141,10 @@ class TypeaheadIndex:
         self._families: OrderedDict[str, Family] = OrderedDict()
         self.hits = 0
         self.lookups = 0
+        self.window_hits = 0  # hits where the prompt's start had moved (lines dropped from the top)
 
     def add(self, probe: Probe, completion: str, entry_key: str) -> None:
-        if not completion:
+        if not completion or len(completion) > MAX_COMPLETION_CHARS:
             return
         fam = self._families.get(probe.family)
         if fam is None:
@@ -109,48 +153,58 @@ class TypeaheadIndex:
                 self._families.popitem(last=False)
         else:
             self._families.move_to_end(probe.family)
-        n = len(probe.prefix)
-        recs = fam.by_length.get(n)
-        if recs is None:
-            recs = fam.by_length[n] = []
-            bisect.insort(fam.lengths, n)
-        ph = _h(probe.prefix)
-        before = len(recs)
-        recs[:] = [r for r in recs if r.prompt_hash != ph]
-        recs.append(Record(ph, completion, entry_key))
-        fam.count += len(recs) - before
+        p = probe.prefix
+        starts = line_starts(p, len(completion) + DROP_SLACK_CHARS)
+        ph = _h(p)
+        rec = Record(frozenset(_h(p[i:]) for i in starts), ph, completion, entry_key)
+        anchor = _anchor(p)
+        self._drop(fam, ph)
+        fam.by_anchor.setdefault(anchor, []).append(rec)
+        fam.order[ph] = anchor
         fam.max_completion = max(fam.max_completion, len(completion))
-        if fam.count > MAX_PER_FAMILY:
-            # Drop the shortest prompts first: the user has typed past them.
-            shortest = fam.lengths[0]
-            fam.count -= len(fam.by_length.pop(shortest))
-            fam.lengths.pop(0)
+        while len(fam.order) > MAX_PER_FAMILY:
+            # The oldest first: the user has typed on since.
+            self._drop(fam, next(iter(fam.order)))
+
+    @staticmethod
+    def _drop(fam: Family, ph: bytes) -> None:
+        anchor = fam.order.pop(ph, None)
+        if anchor is None:
+            return
+        recs = [r for r in fam.by_anchor.get(anchor, []) if r.prompt_hash != ph]
+        if recs:
+            fam.by_anchor[anchor] = recs
+        else:
+            fam.by_anchor.pop(anchor, None)
 
     def lookup(self, probe: Probe) -> tuple[str, Record] | None:
-        """(remaining completion, record) when the prompt extends a known suggestion."""
+        """(remaining completion, record) when the prompt is a known prompt typed further
+        (and possibly with lines dropped from its top)."""
         self.lookups += 1
         fam = self._families.get(probe.family)
         if fam is None:
             return None
         p = probe.prefix
         n = len(p)
-        lo = bisect.bisect_left(fam.lengths, n - fam.max_completion)
-        hi = bisect.bisect_left(fam.lengths, n)  # strictly shorter: equal length is an exact hit
-        for qlen in reversed(fam.lengths[lo:hi]):  # the longest known prompt first
-            typed = p[qlen:]
-            for rec in fam.by_length[qlen]:
-                if (
-                    len(rec.completion) > len(typed)
-                    and rec.completion.startswith(typed)
-                    and _h(p[:qlen]) == rec.prompt_hash
-                ):
-                    self._families.move_to_end(probe.family)
-                    self.hits += 1
-                    return rec.completion[len(typed) :], rec
+        for t in range(min(fam.max_completion, n)):  # t: characters typed since; the fewest first
+            recs = fam.by_anchor.get(_anchor(p[: n - t]))
+            if not recs:
+                continue
+            typed = p[n - t :]
+            shared: bytes | None = None
+            for rec in recs:
+                if len(rec.completion) > t and rec.completion.startswith(typed):
+                    shared = shared or _h(p[: n - t])
+                    if shared in rec.suffix_hashes:
+                        self._families.move_to_end(probe.family)
+                        self.hits += 1
+                        if shared != rec.prompt_hash:
+                            self.window_hits += 1
+                        return rec.completion[t:], rec
         return None
 
     def clear(self) -> None:
         self._families.clear()
 
     def __len__(self) -> int:
-        return sum(f.count for f in self._families.values())
+        return sum(len(f.order) for f in self._families.values())

@@ -15,6 +15,7 @@ from agent.errors import BadRequest, PowergateError, UpstreamError, UpstreamUnav
 from agent.gateway import lanes, proxy
 from agent.gateway.aliases import ModelListing
 from agent.gateway.control_api import control_routes
+from agent.gateway.guard import ErrorGuard
 from agent.gateway.responses import JSON_OLLAMA, error_response, powergate_headers
 from agent.gateway.security import SecurityMiddleware
 from agent.gateway.validate import INFERENCE_KINDS, parse_json_object, validate
@@ -152,4 +153,4 @@ def build_app(runtime: Runtime) -> Starlette:
         check_host=server.is_loopback,
         allowed_origins=server.allowed_origins,
     )
-    return lanes.LaneMiddleware(secured)  # type: ignore[return-value]
+    return ErrorGuard(lanes.LaneMiddleware(secured))  # type: ignore[return-value]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from starlette.responses import Response
 
@@ -54,8 +55,16 @@ def error_response(
     )
 
 
+def header_safe(value: str) -> str:
+    """A client-chosen name as a header value: printable ASCII as is, anything else
+    percent-encoded (a header cannot carry `\r\n` or characters beyond latin-1)."""
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe="".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%"))
+
+
 def powergate_headers(cache: str, model: str, profile: str) -> dict[str, str]:
-    return {H_CACHE: cache, H_MODEL: model or NO_MODEL, H_PROFILE: profile}
+    return {H_CACHE: cache, H_MODEL: header_safe(model) or NO_MODEL, H_PROFILE: header_safe(profile)}
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -7,10 +7,11 @@ DNS rebinding or a cross-site request to reach the models or change the agent.
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
+from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,6 +52,38 @@ CORS_HEADERS = ", ".join(
 CORS_EXPOSE = "X-Powergate-Cache, X-Powergate-Model, X-Powergate-Profile"
 
 
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4: `/api/x/../generate` is `/api/generate`. Routing, cache,
+    scheduling and caps must see the path the upstream will act on."""
+    if "." not in path:
+        return path
+    out: list[str] = []
+    segments = path.split("/")
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+        elif seg == ".":
+            if last:
+                out.append("")
+        else:
+            out.append(seg)
+    joined = "/".join(out)
+    return joined if joined.startswith("/") else "/" + joined
+
+
+def bad_path_char(path: str) -> str | None:
+    """The first control character in a path (NUL, CR, LF...), which no route has and
+    which would break the upstream request line."""
+    for c in path:
+        if ord(c) < 0x20 or ord(c) == 0x7F:
+            return c
+    return None
+
+
 def default_origin_patterns() -> tuple[str, ...]:
     pats = []
     for name in LOCAL_NAMES:
@@ -88,18 +121,25 @@ def host_allowed(host_header: str, hostname: str | None = None) -> bool:
     return host.endswith(LOCAL_TLDS)
 
 
+def origin_pattern(pattern: str) -> re.Pattern[str]:
+    """An allowed_origins pattern as a regex: `*` is the only wildcard (as in Ollama's
+    OLLAMA_ORIGINS); everything else is literal, so `[::1]` is an IPv6 host, not a
+    character class as fnmatch would read it."""
+    return re.compile(".*".join(re.escape(part) for part in pattern.lower().split("*")), re.DOTALL)
+
+
 class OriginPolicy:
     def __init__(self, extra: Iterable[str] = ()) -> None:
         self.patterns = (*default_origin_patterns(), *extra)
-        self._exact = {p for p in self.patterns if "*" not in p}
-        self._wild = [p for p in self.patterns if "*" in p]
+        self._exact = {p.lower() for p in self.patterns if "*" not in p}
+        self._wild = [origin_pattern(p) for p in self.patterns if "*" in p]
 
     def allowed(self, origin: str) -> bool:
         raw = origin.lower()
         o = raw.rstrip("/") if not raw.endswith("://") else raw
         if o in self._exact:
             return True
-        return any(fnmatch.fnmatchcase(o, p.lower()) for p in self._wild)
+        return any(p.fullmatch(o) for p in self._wild)
 
 
 class SecurityMiddleware:
@@ -137,6 +177,14 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        bad = bad_path_char(path)
+        if bad is not None:
+            await self._reject(send, path, 400, f"invalid character {bad!r} in the path")
+            return
+        clean = remove_dot_segments(path)
+        if clean != path:
+            scope = dict(scope, path=clean, raw_path=quote(clean).encode("ascii"))
+            path = clean
         host = ""
         origin = None
         content_length = None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from agent.errors import BadRequest
+from agent.gateway import jsonsafe
 
 # kind of call per inference path
 INFERENCE_KINDS = {
@@ -52,11 +52,7 @@ _TYPE_NAMES = {
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise BadRequest("missing request body: expected a JSON object")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        msg = getattr(exc, "msg", str(exc))
-        raise BadRequest(f"invalid JSON in request body: {msg}") from None
+    data = jsonsafe.loads(raw)  # bounded depth, no lone surrogates, 400 for what json rejects
     if not isinstance(data, dict):
         raise BadRequest(f"request body must be a JSON object, not {type(data).__name__}")
     return data
@@ -133,6 +129,8 @@ def validate(path: str, body: dict[str, Any]) -> str:
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise BadRequest(f"invalid value for 'model': expected a string, got {type(model).__name__}", param="model")
+    if model and any(ord(c) < 0x20 or ord(c) == 0x7F for c in model):  # CR/LF/NUL: no model has them
+        raise BadRequest(f"invalid model name {model!r}", param="model")
     _check(body, "stream", (bool,))
     if not openai:  # Ollama's OpenAI requests have neither field: it ignores them there
         _check(body, "options", (dict,))

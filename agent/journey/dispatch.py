@@ -13,9 +13,11 @@ from agent.cache.answers import completion_text, is_sse
 from agent.cache.base import Entry
 from agent.journey.flights import Flight
 from agent.journey.lookup import CachePlan
+from agent.journey.preempt import PauseState, resumable
 from agent.journey.request import InferenceRequest
 from agent.journey.speculate import guess_next
 from agent.metrics import parse_final
+from agent.upstreams.scheduling import AUTOCOMPLETE
 
 if TYPE_CHECKING:
     from agent.runtime import Runtime
@@ -26,6 +28,13 @@ def upstream_body(req: InferenceRequest) -> dict[str, Any]:
     if req.openai and req.stream:
         body["stream_options"] = {"include_usage": True}  # usage is stored, whatever this client wants
     return body
+
+
+def pause_state(upstream_kind: str, req: InferenceRequest, body: dict[str, Any]) -> PauseState | None:
+    """Streamed generations of a kind the server continues may be paused for a suggestion."""
+    if req.stream and req.priority != AUTOCOMPLETE and resumable(upstream_kind, req.path, body):
+        return PauseState(req.path, body)
+    return None
 
 
 def upstream_headers(req: InferenceRequest) -> dict[str, str]:
@@ -44,19 +53,22 @@ def typist(req: InferenceRequest, probe: typeahead.Probe | None) -> tuple[str, s
 def depart(req: InferenceRequest, rt: Runtime, cp: CachePlan) -> Flight:
     """Start the upstream call for a cacheable request; it stores its answer when complete."""
     client, prefix = typist(req, cp.probe)
+    upstream = rt.upstreams.pick()
+    body = upstream_body(req)
     flight = rt.flights.start(
         cp.key,
         req.api,
         req.model,
-        rt.upstreams.pick(),
+        upstream,
         req.path,
-        upstream_body(req),
+        body,
         upstream_headers(req),
         register=not req.no_read,
         whole=not req.stream,
         priority=req.priority,
         client=client,
         prefix=prefix,
+        pause=pause_state(upstream.kind, req, body),
     )
     flight.on_finished = lambda f: record_upstream(rt, f)
     if not req.no_store:

@@ -20,8 +20,12 @@ import httpx
 
 from agent.cache.answers import DONE_LINE, chunk_is_final, completion_text, is_sse, stream_events, synth_completion
 from agent.errors import UpstreamError
+from agent.journey.preempt import PauseState
 from agent.upstreams.base import Reply, Upstream
 from agent.upstreams.scheduling import CHAT, Superseded
+
+MAX_ABORT_HOLD_S = 3.0  # seconds an aborted request's slot is kept at most (prompt evaluation left)
+CHARS_PER_TOKEN = 4  # rough prompt size in tokens, for the abort hold
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,9 @@ class Flight:
         self.priority = CHAT
         self.client = ""
         self.prefix = ""
+        self.pause: PauseState | None = None  # set when this generation may be paused for a suggestion
+        self.sent_at: float | None = None  # when the upstream request went out (time.monotonic)
+        self.prompt_chars = 0
 
     def _notify(self) -> None:
         ev, self._changed = self._changed, asyncio.Event()
@@ -85,7 +92,14 @@ class Flight:
         self.ticket = ticket
         self.queued = ticket.waited
         self.started_at = time.perf_counter()
-        await self._run(upstream, path, body, headers)
+        if self.pause is not None and not self.whole:
+            ticket.pausable = self.pause
+        try:
+            await self._run(upstream, path, body, headers)
+            self._record_prompt_rate(upstream)
+        except asyncio.CancelledError:
+            ticket.hold_s = self._abort_hold(upstream)
+            raise
 
     async def _answer_from(self, newer: Any) -> bool:
         """Take the answer of `newer` (a Flight whose prompt extends ours); False if it has none."""
@@ -110,37 +124,117 @@ class Flight:
             if self.whole:
                 await self._run_whole(upstream, path, body, headers)
                 return
-            resp = await upstream.infer(path, body, headers, stream=True)
-            self.status = resp.status_code
-            if resp.status_code != 200:
-                self.error_body = await resp.aread()
-                return
-            self._notify()
-            buf = b""
-            async for raw in resp.aiter_raw():
-                buf += raw
-                added = False
-                while True:
-                    nl = buf.find(b"\n")
-                    if nl < 0:
-                        break
-                    line, buf = buf[:nl].strip(), buf[nl + 1 :]
-                    if self._take(line, sse):
-                        added = True
-                if added:
-                    self._notify()
-            if buf.strip() and self._take(buf.strip(), sse):
+            while True:
+                self.sent_at = time.monotonic()
+                resp = await upstream.infer(path, body, headers, stream=True)
+                if self.status is None:
+                    self.status = resp.status_code
+                if resp.status_code != 200:
+                    err = await resp.aread()
+                    if self.pause is not None and self.pause.resumes:
+                        self._fail_midway(f"resuming the paused answer failed: {err[:200]!r}")
+                    else:
+                        self.error_body = err
+                    return
                 self._notify()
+                if self.pause is None:
+                    await self._read(resp, sse)
+                    return
+                first = len(self.chunks)
+                if not await self._read_or_pause(resp, sse, self.pause):
+                    return
+                await resp.aclose()
+                resp = None
+                nxt = self.pause.paused(self.chunks[first:], time.monotonic())
+                if nxt is None:
+                    return
+                body = nxt
+                waited = await upstream.scheduler.requeue(self.ticket)
+                self.pause.resumed(time.monotonic(), waited)
         except UpstreamError as exc:
-            self.error_exc = exc
+            if self.pause is not None and self.pause.resumes:
+                self._fail_midway(f"resuming the paused answer failed: {exc}")
+            else:
+                self.error_exc = exc
         except httpx.HTTPError as exc:
-            if resp is None:
+            if resp is None and self.pause is not None and self.pause.resumes:
+                self._fail_midway(f"resuming the paused answer failed: {upstream.translate(exc)}")
+            elif resp is None:
                 self.error_exc = upstream.translate(exc)
             # else: the stream broke midway; complete stays False and nothing is stored
             log.debug("upstream stream ended early: %s", exc)
         finally:
             if resp is not None:
                 await resp.aclose()
+
+    async def _read(self, resp: Reply, sse: bool) -> None:
+        buf = b""
+        async for raw in resp.aiter_raw():
+            buf += raw
+            added = False
+            while True:
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    break
+                line, buf = buf[:nl].strip(), buf[nl + 1 :]
+                if self._take(line, sse):
+                    added = True
+            if added:
+                self._notify()
+        if buf.strip() and self._take(buf.strip(), sse):
+            self._notify()
+
+    async def _read_or_pause(self, resp: Reply, sse: bool, pause: PauseState) -> bool:
+        """Read the reply until it ends (False) or the scheduler asks for a pause (True).
+        Only complete chunks were taken, so the paused part's text is exactly what the
+        subscribers have."""
+        reader = asyncio.ensure_future(self._read(resp, sse))
+        waiter = asyncio.ensure_future(pause.requested.wait())
+        try:
+            await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if not reader.done():
+                reader.cancel()
+                try:
+                    await reader
+                except asyncio.CancelledError:
+                    pass
+        if reader.done() and not reader.cancelled():
+            reader.result()  # the reply ended (or broke): raise what it raised
+            return False
+        return not self.complete
+
+    def _fail_midway(self, message: str) -> None:
+        # Stream clients already have part of the answer: end it with an error chunk, the way
+        # Ollama reports a failure mid-stream, and store nothing.
+        self.chunks.append(json.dumps({"error": message}).encode())
+        self.complete = False
+        self._notify()
+
+    def _record_prompt_rate(self, upstream: Upstream) -> None:
+        if not self.complete or not self.chunks or is_sse(self.api):
+            return
+        try:
+            doc = json.loads(self.chunks[-1])
+        except ValueError:
+            return
+        if isinstance(doc, dict):
+            n, ns = doc.get("prompt_eval_count"), doc.get("prompt_eval_duration")
+            if isinstance(n, int) and isinstance(ns, int):
+                upstream.scheduler.record_prompt_rate(n, ns / 1e9)
+
+    def _abort_hold(self, upstream: Upstream) -> float:
+        """Seconds to keep the slot of a request aborted while the server still evaluates its
+        prompt (it cannot be interrupted there), from the prompt-evaluation rate measured on
+        this upstream; 0 once tokens came (the server stops at the next token)."""
+        if self.sent_at is None or self.chunks or (not self.whole and self.status is not None):
+            return 0.0
+        rate = upstream.scheduler.prompt_tps
+        if not rate:
+            return 0.0
+        left = self.prompt_chars / CHARS_PER_TOKEN / rate - (time.monotonic() - self.sent_at)
+        return min(MAX_ABORT_HOLD_S, max(0.0, left))
 
     def _finish(self) -> None:
         self.done = True
@@ -165,6 +259,7 @@ class Flight:
                 log.exception("flight callback failed")
 
     async def _run_whole(self, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+        self.sent_at = time.monotonic()
         resp = await upstream.infer(path, body, headers, stream=False)
         self.status = resp.status_code
         if resp.status_code != 200:
@@ -187,17 +282,25 @@ class Flight:
             if line == b"[DONE]":
                 self.complete = True
                 return False
-        self.chunks.append(line)
         # Quotes inside JSON strings are escaped, so these byte patterns only match real
         # keys: only the final chunk and error chunks need parsing.
         if b'"error"' in line:
+            self.chunks.append(line)
             self.complete = False
         elif not sse and (b'"done":true' in line or b'"done": true' in line):
             try:
                 doc = json.loads(line)
             except ValueError:
+                self.chunks.append(line)
                 return True
             self.complete = isinstance(doc, dict) and chunk_is_final(self.api, doc)
+            if self.complete and self.pause is not None and self.pause.resumes:
+                line = json.dumps(self.pause.stitch_final(doc), separators=(",", ":")).encode()
+            self.chunks.append(line)
+        else:
+            self.chunks.append(line)
+            if self.pause is not None:
+                self.pause.token(time.monotonic())
         return True
 
     async def started(self) -> None:
@@ -266,10 +369,14 @@ class Flights:
         priority: int = CHAT,
         client: str = "",
         prefix: str = "",
+        pause: PauseState | None = None,
     ) -> Flight:
-        """Start the upstream call; unregistered flights (no-cache requests) are never joined."""
+        """Start the upstream call; unregistered flights (no-cache requests) are never joined.
+        With `pause`, the generation may be paused for a waiting suggestion and resumed."""
         flight = Flight(key, api, model, whole)
         flight.priority, flight.client, flight.prefix = priority, client, prefix
+        flight.pause = pause
+        flight.prompt_chars = _prompt_chars(body)
         if register:
             self._by_key[key] = flight
         flight.task = asyncio.ensure_future(self._run(flight, upstream, path, body, headers))
@@ -286,3 +393,13 @@ class Flights:
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+
+def _prompt_chars(body: dict[str, Any]) -> int:
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return len(prompt) + len(str(body.get("suffix") or ""))
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        return sum(len(str(m.get("content") or "")) for m in messages if isinstance(m, dict))
+    return 0

@@ -14,8 +14,8 @@ from starlette.responses import Response
 from agent.errors import UpstreamError
 from agent.gateway import proxy
 from agent.gateway.responses import H_CACHE, H_PROFILE, json_media
-from agent.journey.answer import failure
-from agent.journey.dispatch import upstream_headers
+from agent.journey.answer import failure, serve_flight
+from agent.journey.dispatch import pause_state, record_upstream, upstream_headers
 from agent.journey.request import BYPASS, InferenceRequest
 from agent.metrics import parse_final
 
@@ -29,6 +29,24 @@ async def forward(req: InferenceRequest, rt: Runtime) -> Response:
     path, headers = req.path, req.headers
     headers[H_CACHE] = BYPASS
     upstream = rt.upstreams.pick()
+    pause = pause_state(upstream.kind, req, req.body)
+    if pause is not None:
+        # A stream that may be paused for a suggestion: a flight nobody else joins and
+        # nothing is stored from, so pausing, resuming and stitching live in one place.
+        flight = rt.flights.start(
+            "",
+            req.api,
+            req.model,
+            upstream,
+            path,
+            req.body,
+            upstream_headers(req),
+            register=False,
+            priority=req.priority,
+            pause=pause,
+        )
+        flight.on_finished = lambda f: record_upstream(rt, f)
+        return await serve_flight(req, flight)
     fwd = upstream_headers(req)
     slot = upstream.scheduler.slot(req.priority)
     try:

@@ -54,7 +54,7 @@ async def lookup(req: InferenceRequest, rt: Runtime, cp: CachePlan) -> Response 
     cache = rt.cache
     entry, outcome = await cache.lookup(cp.key)
     if entry is not None:
-        rt.prefetcher.used(entry.meta)
+        rt.prefetcher.used(entry.meta, cp.key)
         if cp.probe is not None:
             cache.typeahead.add(cp.probe, completion_text(req.api, entry.chunks), cp.key)
             guess_next(req, rt, entry.chunks, req.model)
@@ -70,7 +70,7 @@ async def lookup(req: InferenceRequest, rt: Runtime, cp: CachePlan) -> Response 
     if source is None:
         return None
     synth = Entry(req.api, req.model, synth_completion(req.api, req.model, rest, source.chunks))
-    rt.prefetcher.used(source.meta)
+    rt.prefetcher.used(source.meta, rec.entry_key)
     guess_next(req, rt, synth.chunks, req.model)
     req.headers[H_CACHE] = TYPEAHEAD
     return replay(synth, req.api, req.stream, req.include_usage, req.headers)

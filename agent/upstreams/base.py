@@ -140,8 +140,11 @@ class Upstream(abc.ABC):
     ) -> httpx.Response:
         """Send one raw request in the upstream's own dialect; with stream=True the caller closes it."""
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        # Header values come from clients as latin-1 text; httpx would encode them as ASCII
+        # and fail on `User-Agent: Mozilla é`: send the client's own bytes instead.
+        raw_headers = [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in (headers or {}).items()]
         req = self.client.build_request(
-            method, path, json=json_body, content=content, headers=headers, params=params, **extra
+            method, path, json=json_body, content=content, headers=raw_headers, params=params, **extra
         )
         try:
             resp = await self.client.send(req, stream=stream)

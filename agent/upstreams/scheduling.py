@@ -7,15 +7,24 @@ powergate makes to an Ollama goes through that upstream's scheduler:
 - `max_concurrency` slots (default 1, like Ollama);
 - priorities: autocomplete/FIM > chat > embeddings and other bulk > prefetch;
   within autocomplete the newest first, and an older queued completion from the
-  same client that the newer one extends is superseded: it does not run on its own,
-  its owner is told which newer request extends it (and answers from that one, or
-  runs after all when that one fails or is aborted);
+  same client that the newer one extends is superseded (also when the editor's prompt
+  window dropped lines from its top meanwhile): it does not run on its own, its owner
+  is told which newer request extends it (and answers from that one, or runs after all
+  when that one fails or is aborted);
 - ageing: every `AGE_STEP_S` a request waits lifts it one class, so nothing starves;
 - a bounded queue as deep as Ollama's (`OLLAMA_MAX_QUEUE`, 512): past `max_queue` waiting
   (per `[[upstream]]`), a clear UpstreamBusy (503 + Retry-After). The official clients do not
   retry a 503, so the bound must not be smaller than what Ollama itself would have queued;
 - a waiter whose client left is simply cancelled: it never reaches Ollama;
-- a running prefetch is cancelled as soon as foreground work waits for its slot.
+- a running prefetch is cancelled as soon as foreground work waits for its slot;
+- preemption: a suggestion that finds every slot busy with a lower class that is
+  generating (chat, bulk) asks one of them to pause (see agent/journey/preempt.py:
+  the holder closes its upstream request, gives the slot back with `requeue`, and
+  resumes as a continuation when the slot is its again); the holder decides
+  whether it may pause (kind, server, bounds), the profile whether pausing is on;
+- an aborted request's slot can be kept a little longer (`hold`): the server goes
+  on evaluating the prompt it cannot interrupt, and the next suggestion should wait
+  in our priority queue, not in the server's.
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from agent.cache.typeahead import window_extends
 from agent.errors import UpstreamBusy
 
 log = logging.getLogger(__name__)
@@ -38,6 +48,8 @@ PRIORITY_NAMES = {AUTOCOMPLETE: "autocomplete", CHAT: "chat", BULK: "bulk", PREF
 AGE_STEP_S = 5.0  # seconds of waiting that lift a request one priority class
 MAX_QUEUE = 512  # waiting requests per upstream before new ones get 503 (Ollama's OLLAMA_MAX_QUEUE)
 RETRY_AFTER_S = 2.0
+RATE_WEIGHT = 0.2  # weight of the newest measurement in the prompt-rate moving average
+RESUME_CLASS_OFFSET = 0.5  # a paused generation's class while it waits: with the suggestions, after them
 
 
 class Superseded(Exception):
@@ -48,6 +60,22 @@ class Superseded(Exception):
     def __init__(self, by: Any = None) -> None:
         super().__init__("a newer completion from the same client extends this prompt")
         self.by = by
+
+
+class Pausable(Protocol):
+    """A running generation that can give its slot back for a while."""
+
+    def can_pause(self, now: float) -> bool:
+        """Whether pausing now is allowed and worth it (bounds, remaining work)."""
+        ...
+
+    def remaining_s(self, now: float) -> float:
+        """Estimated seconds of generation left (the longest is paused first)."""
+        ...
+
+    def request_pause(self) -> None:
+        """Close the upstream request and give the slot back (asynchronously)."""
+        ...
 
 
 @dataclass(eq=False)
@@ -61,10 +89,17 @@ class Ticket:
     running_task: asyncio.Task[Any] | None = None
     waited: bool = False  # no slot was free when it arrived
     owner: Any = None  # who holds the ticket (told to a request it supersedes)
+    pausable: Pausable | None = None  # set by a holder that can pause and resume its generation
+    hold_s: float = 0.0  # keep the slot this long after the block ends (the server is still busy)
+    resuming: bool = False  # a paused generation waiting to go on
 
     def effective(self, now: float) -> float:
         aged = (now - self.enqueued) / AGE_STEP_S
-        return self.priority - aged
+        # A paused generation goes on right after the suggestions waiting now (it counts
+        # as their class, after them), and ageing bounds its pause to about AGE_STEP_S / 2
+        # even under a stream of suggestions: its client is waiting mid-answer.
+        base = AUTOCOMPLETE + RESUME_CLASS_OFFSET if self.resuming else self.priority
+        return base - aged
 
 
 @dataclass
@@ -74,6 +109,10 @@ class SchedulerStats:
     dropped_before_upstream: int = 0  # the client left while waiting
     preempted_prefetch: int = 0
     rejected_busy: int = 0
+    paused: int = 0  # generations paused for a waiting suggestion
+    resumed: int = 0  # paused generations that got their slot back
+    paused_s: float = 0.0  # seconds generations spent paused, in total
+    held_after_abort: int = 0  # aborted requests whose slot was kept while the server finished
     waited_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -87,6 +126,9 @@ class Scheduler:
         self._seq = itertools.count()
         self.stats = SchedulerStats()
         self.on_preempt: Callable[[Ticket], None] | None = None
+        self.preempt_enabled: Callable[[], bool] = lambda: False  # the runtime asks the profile
+        self._pausing: set[Ticket] = set()  # asked to pause, not yet given back
+        self.prompt_tps = 0.0  # measured prompt evaluation rate (tokens/s), for holding aborted slots
 
     @property
     def foreground_waiting(self) -> bool:
@@ -128,7 +170,7 @@ class Scheduler:
                 old.priority == AUTOCOMPLETE
                 and old.client == newer.client
                 and old is not newer
-                and newer.prefix.startswith(old.prefix)
+                and window_extends(newer.prefix, old.prefix)
                 and not old.future.done()
             ):
                 self.waiting.remove(old)
@@ -140,6 +182,66 @@ class Scheduler:
             if t.priority == PREFETCH and t.running_task is not None and not t.running_task.done():
                 self.stats.preempted_prefetch += 1
                 t.running_task.cancel()
+
+    def _preempt_for(self, ticket: Ticket) -> None:
+        """A suggestion waits and no slot is free: pause the running generation with the
+        most work left, if one of a lower class may pause (one pause per waiting suggestion)."""
+        if ticket.priority != AUTOCOMPLETE or ticket.future.done() or not self.preempt_enabled():
+            return
+        waiting_suggestions = sum(1 for t in self.waiting if t.priority == AUTOCOMPLETE and not t.future.done())
+        if len(self._pausing) >= waiting_suggestions:
+            return
+        now = time.monotonic()
+        candidates = [
+            t for t in self.running if t.priority in (CHAT, BULK) and t.pausable is not None and t not in self._pausing
+        ]
+        candidates = [t for t in candidates if t.pausable is not None and t.pausable.can_pause(now)]
+        if not candidates:
+            return
+        victim = max(candidates, key=lambda t: t.pausable.remaining_s(now) if t.pausable else 0.0)
+        self._pausing.add(victim)
+        self.stats.paused += 1
+        assert victim.pausable is not None
+        victim.pausable.request_pause()
+
+    async def requeue(self, ticket: Ticket) -> float:
+        """Give a running ticket's slot back and wait for it again (a paused generation);
+        it keeps its class and its arrival time, so it runs right after the suggestions
+        that overtook it. Returns the seconds it waited."""
+        t0 = time.monotonic()
+        self._pausing.discard(ticket)
+        self.running.discard(ticket)
+        ticket.future = asyncio.get_running_loop().create_future()
+        ticket.enqueued = t0
+        ticket.resuming = True
+        self.waiting.append(ticket)
+        self._dispatch()
+        try:
+            await ticket.future
+        except asyncio.CancelledError:
+            if ticket in self.waiting:
+                self.waiting.remove(ticket)
+            raise
+        finally:
+            waited = time.monotonic() - t0
+            self.stats.paused_s += waited
+        self.stats.resumed += 1
+        return waited
+
+    def _release(self, ticket: Ticket) -> None:
+        self._pausing.discard(ticket)
+        ticket.pausable = None
+        if ticket.hold_s > 0 and ticket in self.running:
+            # The server is still busy with this aborted request: keep its slot until then.
+            self.stats.held_after_abort += 1
+            asyncio.get_running_loop().call_later(ticket.hold_s, self._end_hold, ticket)
+            return
+        self.running.discard(ticket)
+        self._dispatch()
+
+    def _end_hold(self, ticket: Ticket) -> None:
+        self.running.discard(ticket)
+        self._dispatch()
 
     @asynccontextmanager
     async def slot(self, priority: int, client: str = "", prefix: str = "", owner: Any = None) -> AsyncIterator[Ticket]:
@@ -159,6 +261,7 @@ class Scheduler:
         if priority < PREFETCH:
             self._preempt_prefetch()
         self._dispatch()
+        self._preempt_for(ticket)
         try:
             await ticket.future
         except asyncio.CancelledError:
@@ -176,8 +279,13 @@ class Scheduler:
         try:
             yield ticket
         finally:
-            self.running.discard(ticket)
-            self._dispatch()
+            self._release(ticket)
+
+    def record_prompt_rate(self, tokens: int, seconds: float) -> None:
+        """A finished call's prompt evaluation (moving average of tokens per second)."""
+        if tokens > 0 and seconds > 0:
+            rate = tokens / seconds
+            self.prompt_tps = rate if not self.prompt_tps else (1 - RATE_WEIGHT) * self.prompt_tps + RATE_WEIGHT * rate
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -190,6 +298,10 @@ class Scheduler:
             "dropped_before_upstream": self.stats.dropped_before_upstream,
             "preempted_prefetch": self.stats.preempted_prefetch,
             "rejected_busy": self.stats.rejected_busy,
+            "paused": self.stats.paused,
+            "resumed": self.stats.resumed,
+            "paused_s": round(self.stats.paused_s, 3),
+            "held_after_abort": self.stats.held_after_abort,
         }
 
 

@@ -99,3 +99,71 @@ def test_typeahead_inside_fim_markers() -> None:
     other_suffix = dict(body, prompt="<|fim_prefix|>def add(a, b):\n    retu<|fim_suffix|>\n\nprint(2)<|fim_middle|>")
     p3 = probe_for("generate", "m", other_suffix, {k: v for k, v in other_suffix.items() if k != "model"})
     assert p3 is not None and idx.lookup(p3) is None
+
+
+# An editor's window: the last WINDOW characters before the cursor, cut at a line start.
+WINDOW = 300
+
+
+def window(text: str) -> str:
+    if len(text) <= WINDOW:
+        return text
+    cut = text[-WINDOW:]
+    nl = cut.find("\n")
+    return cut[nl + 1 :] if nl >= 0 else cut
+
+
+FILE = "".join(f"def f{i}(a, b):\n    return a * {i} + b\n\n" for i in range(40))
+
+
+def test_typeahead_survives_a_moving_window() -> None:
+    idx = TypeaheadIndex()
+    before = FILE + "def add(a, b):\n    "
+    completion = "return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
+    idx.add(Probe("f", window(before)), completion, "k")
+    moved = 0
+    for typed in range(1, len(completion) - 1):
+        now = window(before + completion[:typed])
+        moved += not now.startswith(window(before))
+        got = idx.lookup(Probe("f", now))
+        assert got is not None and got[0] == completion[typed:], typed
+    assert moved > len(completion) // 2  # the window's start really moved for most of them
+    assert idx.window_hits == moved
+
+
+def test_moving_window_never_serves_another_context() -> None:
+    idx = TypeaheadIndex()
+    before = FILE + "def add(a, b):\n    "
+    idx.add(Probe("f", window(before)), "return a + b\n", "k")
+    # Same last lines, but a different line in the part both windows share: another context.
+    changed = window(before + "re").replace("return a * 39 + b", "return a * 38 + b")
+    assert idx.lookup(Probe("f", changed)) is None
+    # A cut that is not at a line start of the old window is not a window the editor sends.
+    assert idx.lookup(Probe("f", window(before + "re")[5:])) is None
+    # More context at the top than we answered for: not the same prompt either.
+    assert idx.lookup(Probe("f", "# header\n" + window(before) + "re")) is None
+    # Typed something the completion does not start with.
+    assert idx.lookup(Probe("f", window(before + "rx"))) is None
+
+
+def test_the_accepted_suggestion_is_found_with_nothing_typed_after_a_trim() -> None:
+    # A speculative prefetch is stored for prompt + completion; the editor then sends that
+    # prompt trimmed at the top: it is the same position, nothing typed yet.
+    idx = TypeaheadIndex()
+    prompt = window(FILE + "def add(a, b):\n    ")
+    completion = "return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
+    idx.add(Probe("f", prompt + completion), "\ndef sub(a, b):\n", "k2")
+    trimmed = window(FILE + "def add(a, b):\n    " + completion)
+    assert trimmed != prompt + completion
+    got = idx.lookup(Probe("f", trimmed))
+    assert got is not None and got[0] == "\ndef sub(a, b):\n"
+
+
+def test_window_extends() -> None:
+    from agent.cache.typeahead import window_extends
+
+    old = window(FILE + "def add(a, b):\n    ")
+    assert window_extends(old + "ret", old)
+    assert window_extends(window(FILE + "def add(a, b):\n    return a + b\n    # more"), old)
+    assert not window_extends(old[:-3], old)  # deleted: not typed further
+    assert not window_extends(old.replace("a * 39", "a * 38") + "r", old)

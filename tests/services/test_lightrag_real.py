@@ -317,7 +317,7 @@ def test_doctor_reads_lightrags_configuration_and_prints_its_env(stack: Stack) -
     from agent.services.lightrag_doctor import check_lightrag, findings
 
     lines: list[str] = []
-    ok = check_lightrag(stack.agent.settings, stack.pg, lines.append)
+    check_lightrag(stack.agent.settings, stack.pg, lines.append)
     text = "\n".join(lines)
     assert "LightRAG 1.5.7" in text
     for role in ("extract", "embeddings", "query", "keyword"):

@@ -256,14 +256,27 @@ class SimOllama:
             lm.expires_at = math.inf if keep_alive < 0 else time.time() + keep_alive
         self._slot(lm.model.name).release()
 
-    def text_tokens(self, model: SimModel, seed_text: str, options: dict[str, Any]) -> list[str]:
+    def text_tokens(self, model: SimModel, seed_text: str, options: dict[str, Any], text: str = "") -> list[str]:
+        """The answer's tokens. Deterministic requests (temperature 0 or a seed) are generated
+        like a language model at temperature 0: each token follows from the whole context so
+        far (`seed_text` is the fixed part, `text` the text the answer continues), so asking
+        again with the generated text appended continues the same answer token for token."""
         deterministic = options.get("temperature") == 0 or "seed" in options
-        h = hashlib.sha256(f"{model.name}\x00{seed_text}\x00{options.get('seed')}".encode()).digest()
-        rng = random.Random(h if deterministic else None)
         n = options.get("num_predict", self.default_tokens)
         if not isinstance(n, int) or n < 0:
             n = self.default_tokens
-        tokens = [(" " if i else "") + rng.choice(VOCAB) for i in range(n)]
+        if deterministic:
+            state = hashlib.sha256(f"{model.name}\x00{seed_text}\x00{options.get('seed')}\x00{text}".encode())
+            tokens = []
+            for _ in range(n):
+                word = VOCAB[int.from_bytes(state.copy().digest()[:8], "big") % len(VOCAB)]
+                token = (" " if text and not text[-1].isspace() and text[-1] not in "([{" else "") + word
+                tokens.append(token)
+                text += token
+                state.update(token.encode())
+        else:
+            rng = random.Random()
+            tokens = [(" " if i else "") + rng.choice(VOCAB) for i in range(n)]
         stops = options.get("stop") or []
         if isinstance(stops, str):
             stops = [stops]
@@ -345,6 +358,9 @@ async def _body(request: Request) -> dict[str, Any]:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise OllamaError(400, f"invalid character looking for beginning of value: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:
+        # Go's decoder: a number too big for its field, or nesting past its depth limit
+        raise OllamaError(400, f"json: cannot unmarshal: {type(exc).__name__}") from None
     if not isinstance(data, dict):
         raise OllamaError(400, "json: cannot unmarshal array into Go value of type api.GenerateRequest")
     return data
@@ -500,14 +516,22 @@ def build_app(sim: SimOllama) -> Starlette:
                 messages = body.get("messages") or []
                 if not isinstance(messages, list):
                     raise OllamaError(400, "messages must be a list")
-                seed_text = json.dumps(messages, sort_keys=True)
+                # Like Ollama's templates, a trailing assistant message is the answer so far:
+                # the model continues it.
+                so_far = ""
+                if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant":
+                    so_far = str(messages[-1].get("content") or "")
+                    seed_text = json.dumps(messages[:-1], sort_keys=True)
+                else:
+                    seed_text = json.dumps(messages, sort_keys=True)
                 prompt_n = sum(len(str(m.get("content", ""))) // 4 + 1 for m in messages if isinstance(m, dict))
                 empty = not messages
             else:
                 prompt = body.get("prompt", "")
                 if not isinstance(prompt, str):
                     raise OllamaError(400, "prompt must be a string")
-                seed_text = f"{body.get('system', '')}\x00{prompt}\x00{body.get('suffix', '')}"
+                seed_text = f"{body.get('system', '')}\x00{body.get('suffix', '')}"
+                so_far = prompt
                 prompt_n = len(prompt) // 4 + 1
                 empty = prompt == ""  # /v1/completions without a prompt too: a load
         except OllamaError as e:
@@ -558,8 +582,8 @@ def build_app(sim: SimOllama) -> Starlette:
                 out["response"] = ""
             return ApiJSON(out)
 
-        tokens = sim.text_tokens(model, seed_text, options)
-        facts = list(dict.fromkeys(FACT_MARKER.findall(seed_text.replace("\\n", " "))))
+        tokens = sim.text_tokens(model, seed_text, options, so_far)
+        facts = list(dict.fromkeys(FACT_MARKER.findall((seed_text + so_far).replace("\\n", " "))))
         if facts:
             tokens = [f"facts: {' '.join(facts)};", *tokens]
         if body.get("format") == "json" or isinstance(body.get("format"), dict):
@@ -568,6 +592,7 @@ def build_app(sim: SimOllama) -> Starlette:
 
         async def produce() -> AsyncIterator[str]:
             """Yield tokens with Ollama-like timing, holding the model slot throughout."""
+            prompt_done = time.monotonic() + sim.prompt_delay_s
             try:
                 if sim.prompt_delay_s:
                     await asyncio.sleep(sim.prompt_delay_s)
@@ -580,8 +605,18 @@ def build_app(sim: SimOllama) -> Starlette:
                 entry.cancelled = True
                 raise
             finally:
-                sim._release(lm, keep_alive)
-                entry.finished = time.time()
+                left = prompt_done - time.monotonic()
+                if left > 0:
+                    # Like Ollama's runner, a prompt batch being evaluated is not interrupted:
+                    # the slot stays busy until it is done, whenever the client left.
+                    def release_later() -> None:
+                        sim._release(lm, keep_alive)
+                        entry.finished = time.time()
+
+                    asyncio.get_running_loop().call_later(left, release_later)
+                else:
+                    sim._release(lm, keep_alive)
+                    entry.finished = time.time()
 
         prompt_s = sim.prompt_delay_s
         eval_s = sim.token_delay_s * len(tokens)

@@ -1,0 +1,70 @@
+"""The speculation gate: outcomes per model, a sliding window, a threshold and probes."""
+
+from __future__ import annotations
+
+from agent.speculation import MIN_OUTCOMES, MIN_USED_SHARE, PROBE_EVERY_S, UNUSED_AFTER_S, WINDOW, SpeculationGate
+
+
+def test_a_completed_guess_nobody_uses_counts_as_wasted() -> None:
+    counters: dict[str, int] = {}
+    gate = SpeculationGate(counters)
+    gate.issued("k", "m", now=0.0)
+    gate.finished("k", complete=True, now=1.0)
+    gate.sweep(now=1.0 + UNUSED_AFTER_S / 2)
+    assert counters["prefetch_wasted"] == 0  # may still be used
+    gate.sweep(now=1.0 + UNUSED_AFTER_S)
+    assert counters["prefetch_wasted"] == 1
+    assert gate.used("k") is False  # too late, and never counted twice
+    assert counters["prefetch_used"] == 0
+
+
+def test_a_used_guess_is_counted_once_and_a_cancelled_one_at_once() -> None:
+    counters: dict[str, int] = {}
+    gate = SpeculationGate(counters)
+    gate.issued("a", "m", now=0.0)
+    gate.finished("a", complete=True, now=1.0)
+    assert gate.used("a") is True and gate.used("a") is False
+    gate.issued("b", "m", now=2.0)
+    gate.finished("b", complete=False, now=3.0)
+    assert counters == {"prefetch_used": 1, "prefetch_wasted": 1, "prefetch_skipped": 0}
+    assert gate.describe()["models"]["m"]["used_share"] == 0.5
+
+
+def run(gate: SpeculationGate, model: str, used: list[bool], t0: float) -> float:
+    t = t0
+    for i, u in enumerate(used):
+        key = f"{model}{t}{i}"
+        gate.issued(key, model, now=t)
+        gate.finished(key, complete=True, now=t)
+        if u:
+            gate.used(key)
+        t += 1.0
+    gate.sweep(now=t + UNUSED_AFTER_S)
+    return t + UNUSED_AFTER_S
+
+
+def test_speculation_pauses_below_the_threshold_probes_and_comes_back() -> None:
+    gate = SpeculationGate({})
+    assert gate.allow("m", now=0.0)  # learning
+    t = run(gate, "m", [False] * WINDOW, 0.0)
+    assert gate.allow("m", now=t)  # the first probe
+    assert gate.models["m"].decision == "probe"
+    assert not gate.allow("m", now=t + 1)  # paused until the next probe
+    assert gate.models["m"].decision == "paused"
+    assert gate.allow("m", now=t + PROBE_EVERY_S)
+    # typing becomes predictable: the window fills with used guesses and speculation resumes
+    t = run(gate, "m", [True] * WINDOW, t + PROBE_EVERY_S)
+    assert gate.allow("m", now=t) and gate.models["m"].decision == "speculate"
+    # per model: another model is still learning
+    assert gate.allow("other", now=t) and gate.models["other"].decision == "learning"
+
+
+def test_threshold_boundary() -> None:
+    need = int(MIN_USED_SHARE * WINDOW + 0.999)
+    gate = SpeculationGate({})
+    t = run(gate, "m", [True] * need + [False] * (WINDOW - need), 0.0)
+    gate.models["m"].last_probe = t  # no probe due
+    assert gate.allow("m", now=t)
+    t = run(gate, "m", [False], t)
+    assert not gate.allow("m", now=t)
+    assert MIN_OUTCOMES <= WINDOW
