@@ -162,6 +162,11 @@ def background(url: str, path: str, body: dict[str, Any], results: list[Any], ti
     return t
 
 
+def queued(gw: Gateway) -> int:
+    """Requests waiting in the (one) upstream's queue."""
+    return len(gw.runtime.upstreams.primary.scheduler.waiting)
+
+
 def occupy(gw: Gateway, sim: SimServer, results: list[Any]) -> threading.Thread:
     """A long chat answer that holds Ollama's one slot; returns once Ollama runs it."""
     chat = {"model": SMALL, "messages": [{"role": "user", "content": "long"}], "stream": False}
@@ -222,7 +227,7 @@ def test_superseded_completion_is_answered_from_the_newer_one(
     t_old = background(
         gw.url, "/api/generate", {"model": SMALL, "prompt": "def fo", "suffix": "\n", "stream": False}, older
     )
-    time.sleep(0.1)
+    assert wait_for(lambda: queued(gw) == 1)  # the older one waits behind the chat
     newer = httpx.post(
         gw.url + "/api/generate",
         json={"model": SMALL, "prompt": "def foo(", "suffix": "\n", "stream": False},
@@ -269,7 +274,7 @@ def test_superseded_completion_runs_when_the_newer_one_is_aborted(
     t_old = background(
         gw.url, "/api/generate", {"model": SMALL, "prompt": "def ba", "suffix": "\n", "stream": False}, older
     )
-    time.sleep(0.1)
+    assert wait_for(lambda: queued(gw) == 1)  # the older one waits behind the chat
     with pytest.raises(httpx.ReadTimeout):  # the editor aborts the newer one
         httpx.post(
             gw.url + "/api/generate",
