@@ -214,6 +214,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+KIND_LABELS = {"ollama": "Ollama", "llamacpp": "llama.cpp", "openai": "OpenAI-compatible"}
+
+
 def _fmt_status(s: dict[str, Any]) -> str:
     lines = [
         f"powergate {s['version']} on {s['listen']} (up {s['uptime_s']:.0f} s)",
@@ -221,8 +224,9 @@ def _fmt_status(s: dict[str, Any]) -> str:
     ]
     for u in s.get("upstreams", []):
         state = {True: "reachable", False: "NOT reachable", None: "not checked yet"}[u["reachable"]]
-        ver = f", Ollama {u['version']}" if u.get("version") else ""
-        lines.append(f"upstream {u['url']}: {state}{ver}")
+        kind = u.get("kind") or "ollama"
+        ver = f", {KIND_LABELS.get(kind, kind)} {u['version']}" if u.get("version") else ""
+        lines.append(f"upstream {u['url']} (kind {kind}): {state}{ver}")
     cache = s.get("cache")
     if cache:
         for t in cache.get("tiers", []):
@@ -230,6 +234,16 @@ def _fmt_status(s: dict[str, Any]) -> str:
                 f"cache {t['name']}: {t.get('entries', '?')} entries, {t.get('bytes', 0) / 1e6:.1f} MB, hits {t.get('hits', 0)}"
                 + ("" if t.get("available", True) else f" (unavailable: {t.get('error', '')})")
             )
+    rag = s.get("lightrag")
+    if rag:
+        state = {True: "reachable", False: "NOT reachable", None: "not checked yet"}[rag.get("reachable")]
+        busy = ", indexing" if rag.get("pipeline_busy") else ""
+        q = rag.get("query_cache", {})
+        lines.append(
+            f"lightrag {rag['url']}: {state}{busy}, LightRAG {rag.get('core_version') or '?'}, corpus version "
+            f"{rag.get('corpus_version')}, {rag.get('status_counts', {}).get('processed', 0)} documents, "
+            f"queries: {q.get('hits', 0)} hits, {q.get('misses', 0)} misses, {q.get('coalesced', 0)} coalesced"
+        )
     power = s.get("power")
     if power:
         batt = f"battery {power['percent']:.0f}%" if power.get("percent") is not None else "no battery"

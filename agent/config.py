@@ -43,6 +43,7 @@ DEFAULT_MAX_BODY_MB = 32
 DEFAULT_MAX_QUEUE = 512  # like Ollama's OLLAMA_MAX_QUEUE: its clients do not retry a 503
 MAX_QUEUE_LIMIT = 100_000
 CHAT_CACHE_MODES = ("always", "deterministic", "never")
+UPSTREAM_KINDS = ("auto", "ollama", "llamacpp", "openai")  # openai: LM Studio, vLLM, any OpenAI-compatible server
 MIN_INTERVAL_S = 0.1  # seconds; the fastest sampling a script may ask for
 
 
@@ -65,6 +66,8 @@ class UpstreamSettings:
     max_concurrency: int = 1
     max_queue: int = DEFAULT_MAX_QUEUE  # requests waiting for a slot before new ones get 503
     weight: int = 1
+    kind: str = "auto"  # UPSTREAM_KINDS; "auto" probes the server once and remembers
+    max_concurrency_set: bool = False  # set in the config: overrides what the server reports (llama.cpp slots)
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,7 @@ UPSTREAM_KEYS: dict[str, Validator] = {
     "max_concurrency": _int_range(1, 64),
     "max_queue": _int_range(1, MAX_QUEUE_LIMIT),
     "weight": _int_range(1, 1000),
+    "kind": _choice(UPSTREAM_KINDS),
 }
 CACHE_KEYS: dict[str, Validator] = {
     "memory_mb": _number_min(0),
@@ -450,7 +454,9 @@ def load_settings(
             source=source,
         )
 
-    ups = tuple(UpstreamSettings(**u) for u in checked.get("upstream", [])) or (UpstreamSettings(),)
+    ups = tuple(
+        UpstreamSettings(**u, max_concurrency_set="max_concurrency" in u) for u in checked.get("upstream", [])
+    ) or (UpstreamSettings(),)
     env_up = os.environ.get("POWERGATE_UPSTREAM")
     for where, urls in (("POWERGATE_UPSTREAM", env_up.split(",") if env_up else None), ("--upstream", upstreams)):
         if urls:
@@ -502,7 +508,13 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
             "control_token": "***" if s.server.control_token else "",
         },
         "upstream": [
-            {"url": u.url, "max_concurrency": u.max_concurrency, "max_queue": u.max_queue, "weight": u.weight}
+            {
+                "url": u.url,
+                "kind": u.kind,
+                "max_concurrency": u.max_concurrency,
+                "max_queue": u.max_queue,
+                "weight": u.weight,
+            }
             for u in s.upstreams
         ],
         "cache": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Callable
@@ -60,6 +61,10 @@ def run_doctor(settings: Settings, out: Callable[[str], None]) -> int:
         | {settings.models.for_tier(t) for t in JOB_TIERS}
     )
     for up in settings.upstreams:
+        kind = up.kind if up.kind != "auto" else asyncio.run(_probe(up.url))
+        if kind in ("llamacpp", "openai"):
+            ok = _check_openai_kind(up.url, kind, wanted, out) and ok
+            continue
         try:
             v = httpx.get(f"{up.url}/api/version", timeout=CHECK_TIMEOUT, trust_env=False).json().get("version", "?")
             tags = httpx.get(f"{up.url}/api/tags", timeout=CHECK_TIMEOUT, trust_env=False).json().get("models", [])
@@ -71,7 +76,7 @@ def run_doctor(settings: Settings, out: Callable[[str], None]) -> int:
             continue
         have = {m.get("name", "") for m in tags} | {m.get("model", "") for m in tags}
         have |= {n[:-7] for n in have if n.endswith(":latest")}
-        out(f"upstream {up.url}: Ollama {v}, {len(tags)} models")
+        out(f"upstream {up.url}: Ollama {v}, {len(tags)} models (kind ollama)")
         missing = [m for m in wanted if m not in have and f"{m}:latest" not in have]
         for m in missing:
             out(f"  missing model {m}: run `ollama pull {m}`")
@@ -117,3 +122,28 @@ def run_doctor(settings: Settings, out: Callable[[str], None]) -> int:
     out(f"\nmodels by tier: small={tiers.small} medium={tiers.medium} large={tiers.large} embed={tiers.embed}")
     out("\nall checks passed" if ok else "\nsome checks failed (see above)")
     return 0 if ok else 1
+
+
+async def _probe(url: str) -> str | None:
+    from agent.upstreams.pool import probe
+
+    async with httpx.AsyncClient(base_url=url, trust_env=False) as client:
+        return await probe(client)
+
+
+def _check_openai_kind(url: str, kind: str, wanted: list[str], out: Callable[[str], None]) -> bool:
+    """A llama.cpp or OpenAI-compatible upstream: reachable, and which of our models it serves."""
+    from agent.upstreams.openai import OpenAIUpstream
+
+    try:
+        data = httpx.get(f"{url}/v1/models", timeout=CHECK_TIMEOUT, trust_env=False).json().get("data", [])
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        out(f"upstream {url}: NOT reachable ({type(exc).__name__}). Start the server or set --upstream.")
+        return False
+    ids = [str(m.get("id")) for m in data if isinstance(m, dict)]
+    label = "llama.cpp server" if kind == "llamacpp" else "OpenAI-compatible server"
+    out(f"upstream {url}: {label} (kind {kind}), {len(ids)} models: {', '.join(ids)}")
+    missing = [m for m in wanted if not any(OpenAIUpstream._matches(m, i) for i in ids)]
+    for m in missing:
+        out(f"  model {m} is not served there: load it in the server, or name a served model in [models]")
+    return not missing

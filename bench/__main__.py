@@ -16,7 +16,7 @@ from typing import Any
 from bench import cache, chart, compare, harness, idle, overhead, scheduling
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("overhead", "memory", "disk", "typeahead", "reindex", "litellm", "load", "session", "idle", "lightrag")
+ALL = ("overhead", "memory", "disk", "typeahead", "reindex", "litellm", "load", "session", "idle", "lightrag", "real")
 
 
 def _row(name: str, d: dict[str, Any], g: dict[str, Any], key: str = "p50_ms") -> str:
@@ -28,7 +28,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small samples, for a smoke check (< 1 minute)")
     ap.add_argument("--only", nargs="*", default=None, choices=ALL, help="scenarios to run (default: all)")
     ap.add_argument("-n", type=int, default=None, help="requests per contender per scenario")
+    ap.add_argument(
+        "--real",
+        action="store_true",
+        help="only the editing session against a real model (llama-cpp-python + Gemma 3 270M)",
+    )
     args = ap.parse_args()
+    if args.real:
+        args.only = ["real"]
     n = args.n or (60 if args.quick else 400)
     want = set(args.only or ALL)
     out: dict[str, Any] = {
@@ -36,7 +43,7 @@ def main() -> None:
         "python": platform.python_version(),
         "n": n,
         "at": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "command": "python -m bench" + (" --quick" if args.quick else ""),
+        "command": "python -m bench" + (" --quick" if args.quick else "") + (" --real" if args.real else ""),
     }
     with harness.sim_ollama() as sim:
         with harness.powergate(sim.url) as pg:
@@ -159,6 +166,14 @@ def main() -> None:
             f"{'lightrag saved':<34} {lr['reindex_calls_saved']} model calls and {lr['reindex_time_saved_s']} s on re-index;"
             f" suggestion p95 x{lr['suggestion_p95_ratio_direct_over_powergate']}"
         )
+    if "real" in want:
+        from bench import real
+        from tests.real.server import RealServerError
+
+        try:
+            out["real"] = real.run(args.quick)
+        except RealServerError as exc:
+            print(f"real model scenario not run: {exc}")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("quick.json" if args.quick else "latest.json")
     # A partial run (--only) updates its own sections and keeps the others.

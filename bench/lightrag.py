@@ -42,7 +42,14 @@ QUESTIONS = (
     "How do I read CPU usage?",
     "How do I run an ASGI server?",
 )
-SUGGESTION = {"model": "qwen2.5-coder:1.5b", "suffix": "\n", "stream": False, "options": {"num_predict": 8}}
+# The editor asks for the context LightRAG's OLLAMA_LLM_NUM_CTX sets, so that Ollama never reloads
+# the shared model between them (powergate would normalise it anyway): only scheduling differs.
+SUGGESTION = {
+    "model": "qwen2.5-coder:1.5b",
+    "suffix": "\n",
+    "stream": False,
+    "options": {"num_predict": 8, "num_ctx": 4096},
+}
 
 
 def corpus() -> list[tuple[str, str]]:
@@ -93,6 +100,12 @@ def _contender(
     timeout: float,
 ) -> dict[str, Any]:
     log = sim.sim.log
+    # both models loaded before the clock starts, with the runner options LightRAG asks for
+    warm = httpx.Client(timeout=timeout, trust_env=False)
+    warm.post(sim.url + "/api/generate", json=dict(SUGGESTION, prompt="x"))
+    warm.post(sim.url + "/api/embed", json={"model": "nomic-embed-text", "input": ["x"]})
+    warm.close()
+    loads0 = sim.sim.loads
     with httpx.Client(timeout=timeout, trust_env=False) as c:
         calls0 = len(log)
         done = threading.Event()
@@ -129,6 +142,7 @@ def _contender(
         "query_repeat": summary_ms(hit),
         "reindex_s": round(reindex_s, 2),
         "reindex_model_calls": reindex_calls,
+        "model_loads": sim.sim.loads - loads0,
     }
 
 

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Test-only system packages, one list (helpers: add yours here).
-APT_PACKAGES="redis-server wrk xvfb trayer xdotool x11-utils dbus dbus-x11 libgirepository1.0-dev libcairo2-dev pkg-config gir1.2-gtk-3.0 desktop-file-utils chromium chromium-driver nsis p7zip-full file debootstrap"
+APT_PACKAGES="build-essential redis-server wrk xvfb trayer xdotool x11-utils dbus dbus-x11 libgirepository1.0-dev libcairo2-dev pkg-config gir1.2-gtk-3.0 desktop-file-utils chromium chromium-driver nsis p7zip-full file debootstrap"
 
 missing=""
 if command -v dpkg >/dev/null 2>&1; then
@@ -62,6 +62,14 @@ fi
 PY="$(python3 scripts/bootstrap.py --extras "$extras")"
 VENV_BIN="$(dirname "$PY")"
 export PATH="$VENV_BIN:$PATH"
+# The real model server of tests/real: from a cached wheel, or built once in the background
+# while the other tests run (scripts/llama_cpp_wheel.sh); the real-model tests run last.
+. scripts/llama_cpp_wheel.sh
+llama_cpp_start "$PY"
 "$PY" -m ruff check agent tests bench installer scripts
 "$PY" -m mypy agent
-"$PY" -m pytest -q "$@"
+"$PY" -m pytest -q -m "not real" "$@"
+llama_cpp_wait
+rc=0
+"$PY" -m pytest -q -m real "$@" || rc=$?
+[ "$rc" = 0 ] || [ "$rc" = 5 ]  # 5: the arguments selected no real-model test

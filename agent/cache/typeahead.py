@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.cache.keys import digest
+from agent.fim import marker_sets
 
 MAX_FAMILIES = 1024
 MAX_PER_FAMILY = 128
@@ -41,14 +42,8 @@ DROP_SLACK_CHARS = 1024  # characters beyond the typed ones a window may drop fr
 MAX_LINE_STARTS = 128  # suffix hashes kept per record
 MAX_COMPLETION_CHARS = 4096  # longer completions are not indexed (a lookup walks back this far)
 
-# (name, prefix marker, suffix marker, middle marker or "")
-FIM_TEMPLATES: tuple[tuple[str, str, str, str], ...] = (
-    ("qwen/codegemma", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
-    ("starcoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
-    ("codellama", "<PRE> ", " <SUF>", " <MID>"),
-    ("deepseek", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
-    ("codestral", "[PREFIX]", "[SUFFIX]", ""),
-)
+# (families, prefix marker, suffix marker, middle marker or ""): from the one table in agent/fim.py
+FIM_TEMPLATES = marker_sets()
 
 
 def split_fim(prompt: str) -> tuple[str, tuple[str, str, str]] | None:

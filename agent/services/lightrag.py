@@ -208,15 +208,18 @@ class LightRAGFront:
             self.watch.mark(True)
         return resp
 
-    async def _get_json(self, path: str) -> dict[str, Any] | None:
+    async def _get_json(self, path: str) -> dict[str, Any] | str | None:
+        """The JSON document, None when LightRAG is away or answered nonsense, or why it refused."""
         try:
             r = await self.client.get(path, headers=self._headers(None), timeout=POLL_TIMEOUT)
         except httpx.HTTPError as exc:
             self._translate(exc)
             return None
         if r.status_code != 200:
-            self.watch.mark(True, f"LightRAG answered {r.status_code} on {path}")
-            return None
+            msg = f"LightRAG answered {r.status_code} on {path}"
+            if r.status_code in (401, 403):
+                msg += ": set [lightrag] api_key so that powergate can watch it (until then nothing is cached)"
+            return msg
         try:
             doc = r.json()
         except ValueError:
@@ -225,7 +228,7 @@ class LightRAGFront:
 
     # ------------------------------------------------------------ the corpus watch
     async def poll(self) -> None:
-        """One look at LightRAG's health, pipeline and document counts."""
+        """One look at LightRAG's health, document counts and pipeline, applied together."""
         if self._polling:
             return
         self._polling = True
@@ -233,14 +236,19 @@ class LightRAGFront:
             health = await self._get_json("/health")
             if health is None:
                 return
+            counts = await self._get_json("/documents/status_counts") if isinstance(health, dict) else None
+            pipeline = await self._get_json("/documents/pipeline_status") if isinstance(counts, dict) else None
+            refused = next((d for d in (health, counts, pipeline) if isinstance(d, str)), None)
+            if refused is not None or not (isinstance(counts, dict) and isinstance(pipeline, dict)):
+                # Part of the corpus state is hidden (LightRAG's /health needs no key, its
+                # document routes do): a watch that cannot see every change sees none.
+                self.watch.blind(refused or "LightRAG's document status could not be read")
+                return
+            assert isinstance(health, dict)
             self.watch.mark(True)
             self.watch.observe_health(health)
-            counts = await self._get_json("/documents/status_counts")
-            if counts is not None:
-                self.watch.observe_counts(counts)
-            pipeline = await self._get_json("/documents/pipeline_status")
-            if pipeline is not None:
-                self.watch.observe_pipeline(pipeline, from_poll=True)
+            self.watch.observe_counts(counts)
+            self.watch.observe_pipeline(pipeline, from_poll=True)
         finally:
             self.polls += 1
             self._polling = False
@@ -353,6 +361,10 @@ class LightRAGFront:
             self.stats.bypass += 1
             return await self._uncached(path, raw, fwd)
         await self._ensure_identity()
+        if not self.watch.sees:
+            # Unwatched (unreachable, or no key to read its state): never cache what may go stale.
+            self.stats.bypass += 1
+            return await self._uncached(path, raw, fwd)
         credentials = digest([fwd.get(h, "") for h in CREDENTIAL_HEADERS])
         key = self.key_for(path, body, credentials)
         hit = await self._lookup(key, no_read)
@@ -457,6 +469,10 @@ class LightRAGFront:
         fwd["content-type"] = "application/json"
         credentials = digest([fwd.get(h, "") for h in CREDENTIAL_HEADERS])
         key = self.key_for("/query", body, credentials)
+        unwatched = not self.watch.sees
+        if unwatched:
+            self.stats.bypass += 1
+            no_read = no_store = True
         hit = await self._lookup(key, no_read)
         if hit is not None:
             return QueryAnswer(200, hit[0].chunks[0], hit[1])
@@ -465,7 +481,7 @@ class LightRAGFront:
         await flight.finished()
         if flight.error is not None:
             raise flight.error
-        return QueryAnswer(flight.status, flight.body, outcome)
+        return QueryAnswer(flight.status, flight.body, BYPASS if unwatched else outcome)
 
     # ------------------------------------------------------------ status and life cycle
     def describe(self) -> dict[str, Any]:

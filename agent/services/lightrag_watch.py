@@ -179,6 +179,21 @@ class CorpusWatch:
         self.state.error = error
         self.state.checked_at = time.time()
 
+    def blind(self, error: str) -> None:
+        """LightRAG answers, but not to the watch (e.g. 401: powergate has no API key for it).
+        Unwatched, no answer may be cached; whatever changed meanwhile is unknown."""
+        if self.state.identity:
+            self._bump("LightRAG cannot be watched")
+        self.state.identity = {}
+        self.state.reachable = True
+        self.state.error = error
+        self.state.checked_at = time.time()
+
+    @property
+    def sees(self) -> bool:
+        """Can the watch see LightRAG? Only then are its answers cached."""
+        return bool(self.state.identity) and self.state.reachable is not False
+
     def _settle(self, busy: bool, from_poll: bool) -> None:
         if not self.state.settling or busy:
             self._idle_polls = 0

@@ -91,6 +91,7 @@ class Upstream(abc.ABC):
         self.settings = settings
         self.url = settings.url
         self.health = UpstreamHealth()
+        self.kind_known = settings.kind != "auto"  # "auto": probed at the first check that reaches it
         self.scheduler = Scheduler(settings.max_concurrency, settings.url, settings.max_queue)
         self.client = httpx.AsyncClient(
             base_url=self.url,

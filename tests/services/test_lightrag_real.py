@@ -125,6 +125,13 @@ def test_lightrag_runs_offline_and_its_model_calls_come_through_powergate(stack:
     assert {e.path for e in calls} >= {"/api/chat", "/api/embed"}
     agents = {e.headers.get("user-agent", "").split("/")[0] for e in calls}
     assert agents == {"ollama-python"}  # LightRAG's Ollama client, through powergate's lane
+    # what status, the CLI and Prometheus say about it
+    from agent.cli import _fmt_status
+
+    text = _fmt_status(stack.client.get(stack.pg + "/agent/status").json())
+    assert f"lightrag {stack.lightrag.url}: reachable, LightRAG 1.5.7" in text and "1 documents" in text
+    metrics = stack.client.get(stack.pg + "/metrics").text
+    assert "powergate_lightrag_up 1.0" in metrics and 'powergate_lightrag_documents{status="processed"} 1.0' in metrics
 
 
 def test_second_identical_query_is_a_hit_in_every_form(stack: Stack) -> None:
@@ -344,3 +351,33 @@ def test_doctor_reads_lightrags_configuration_and_prints_its_env(stack: Stack) -
     _, bad = findings(health, stack.pg, stack.agent.settings)
     assert sum("not through powergate" in b for b in bad) == 5  # extract, keyword, query, vlm, embeddings
     assert any("ENABLE_LLM_CACHE is on" in b for b in bad)
+
+
+def test_api_key_is_added_or_forwarded_and_never_bypassed_by_the_cache(
+    tmp_path: Path, sim: SimServer, make_gateway: Any
+) -> None:
+    port = free_port()
+    with LightRAGServer(tmp_path / "keyed", port, llm_host=sim.url, api_key="s3cret") as lr:
+        url = f"http://127.0.0.1:{port}"
+        keyed = make_gateway(sim.url, config=f'[lightrag]\nurl = "{url}"\napi_key = "s3cret"\n')
+        bare = make_gateway(sim.url, config=f'[lightrag]\nurl = "{url}"\n')
+        q = {"query": "Anything there?", "mode": "naive"}
+        with keyed.client() as c:
+            # powergate adds its key: the client needs none, and the watch sees LightRAG
+            assert c.get("/lightrag/health").status_code == 200
+            assert [c.post("/lightrag/query", json=q).headers["x-powergate-cache"] for _ in range(2)] == [
+                "miss",
+                "hit-memory",
+            ]
+            assert c.get("/agent/status").json()["lightrag"]["identity"]["core_version"] == "1.5.7"
+        with bare.client() as c:
+            # no key in powergate: the client's own key is forwarded...
+            ok = c.post("/lightrag/query", json=q, headers=lr.headers())
+            assert ok.status_code == 200
+            # ...a client without one is refused by LightRAG itself, never served from the cache
+            denied = c.post("/lightrag/query", json=q)
+            assert denied.status_code in (401, 403) and denied.headers["x-powergate-cache"] == "bypass"
+            # and since the watch cannot read LightRAG, nothing is cached at all
+            assert ok.headers["x-powergate-cache"] == "bypass"
+            st = c.get("/agent/status").json()["lightrag"]
+            assert "api_key" in st["error"] and st["identity"] == {}

@@ -8,6 +8,7 @@ import threading
 import time
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from tests.simollama.app import SimOllama, build_app
 
@@ -19,12 +20,13 @@ def free_port() -> int:
 
 
 class SimServer:
-    def __init__(self, sim: SimOllama | None = None, port: int | None = None) -> None:
+    def __init__(self, sim: SimOllama | None = None, port: int | None = None, app: ASGIApp | None = None) -> None:
+        """Serve `sim` (a simulated Ollama), or any other simulated server's `app`."""
         self.sim = sim or SimOllama()
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            build_app(self.sim),
+            app or build_app(self.sim),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
