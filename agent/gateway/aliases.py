@@ -75,10 +75,23 @@ class ModelListing:
         profile = self.rt.controller.profile
         return profile, resolve_aliases(profile, self.rt.settings.models)
 
-    async def _get(self, request: Request, path: str) -> tuple[int, bytes, dict[str, str]]:
+    async def _call(
+        self, request: Request, method: str, path: str, content: bytes | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Through the backend's pass-through, which speaks Ollama's API for every server kind."""
         upstream = self.rt.upstreams.pick()
-        resp = await upstream.send("GET", path, headers=proxy.forward_headers(request))
-        return resp.status_code, resp.content, dict(resp.headers)
+        headers = proxy.forward_headers(request)
+        if content is not None:
+            headers["content-type"] = "application/json"
+        resp = await upstream.passthrough(method, path, content, headers)
+        try:
+            body = await resp.aread()
+        finally:
+            await resp.aclose()
+        return resp.status_code, body, dict(resp.headers)
+
+    async def _get(self, request: Request, path: str) -> tuple[int, bytes, dict[str, str]]:
+        return await self._call(request, "GET", path)
 
     def _upstream_failed(self, path: str, exc: UpstreamError) -> Response:
         headers = powergate_headers(BYPASS, "", self.rt.controller.profile.name)
@@ -126,21 +139,18 @@ class ModelListing:
             body["model"] = alias.model
             raw = json.dumps(body).encode()
             headers[H_MODEL] = alias.model
-        upstream = self.rt.upstreams.pick()
-        fwd = proxy.forward_headers(request)
-        fwd["content-type"] = "application/json"
         try:
-            resp = await upstream.send("POST", "/api/show", content=raw, headers=fwd)
+            status, content, up_headers = await self._call(request, "POST", "/api/show", raw)
         except UpstreamError as exc:
             return self._upstream_failed("/api/show", exc)
-        if resp.status_code != 200:
-            return proxy.upstream_error("/api/show", resp.status_code, resp.content, headers)
+        if status != 200:
+            return proxy.upstream_error("/api/show", status, content, headers)
         if alias is None:
-            return Response(resp.content, media_type=resp.headers.get("content-type", JSON_OLLAMA), headers=headers)
+            return Response(content, media_type=up_headers.get("content-type", JSON_OLLAMA), headers=headers)
         try:
-            doc = json.loads(resp.content)
+            doc = json.loads(content)
         except ValueError:
-            return Response(resp.content, media_type=JSON_OLLAMA, headers=headers)
+            return Response(content, media_type=JSON_OLLAMA, headers=headers)
         if isinstance(doc, dict):
             doc["description"] = alias.description
         return Response(json.dumps(doc, separators=(",", ":")).encode(), media_type=JSON_OLLAMA, headers=headers)
