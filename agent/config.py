@@ -68,6 +68,14 @@ class UpstreamSettings:
     weight: int = 1
     kind: str = "auto"  # UPSTREAM_KINDS; "auto" probes the server once and remembers
     max_concurrency_set: bool = False  # set in the config: overrides what the server reports (llama.cpp slots)
+    local: bool | None = None  # the laptop's own server; None: decided by the URL
+
+    @property
+    def is_local(self) -> bool:
+        """`local` as configured, else true for a loopback URL (the laptop's own server)."""
+        if self.local is not None:
+            return self.local
+        return is_loopback_host(urlsplit(self.url).hostname or "")
 
 
 @dataclass(frozen=True)
@@ -306,6 +314,7 @@ UPSTREAM_KEYS: dict[str, Validator] = {
     "max_queue": _int_range(1, MAX_QUEUE_LIMIT),
     "weight": _int_range(1, 1000),
     "kind": _choice(UPSTREAM_KINDS),
+    "local": _bool,
 }
 CACHE_KEYS: dict[str, Validator] = {
     "memory_mb": _number_min(0),
@@ -514,6 +523,7 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
                 "max_concurrency": u.max_concurrency,
                 "max_queue": u.max_queue,
                 "weight": u.weight,
+                "local": u.is_local,
             }
             for u in s.upstreams
         ],

@@ -3,9 +3,11 @@
 PowergateError
  +-- ConfigError            bad config file, key or value (exit code 2 at start)
  +-- UpstreamError          anything that went wrong talking to Ollama
- |    +-- UpstreamUnavailable   connection refused / DNS / connect timeout
+ |    +-- UpstreamUnavailable   connection closed or reset before the answer
+ |    |    +-- UpstreamRefused     connection refused / DNS / connect timeout: nothing listens
  |    +-- UpstreamTimeout       connected, but no answer in time
  |    +-- UpstreamBusy          every slot taken and the queue is full
+ |    +-- ModelNotFound         no configured host has the model (Ollama's 404)
  |    +-- LightRAGUnavailable   the configured LightRAG server cannot be reached
  +-- CacheError             a cache tier failed (never fails a request)
  +-- BadRequest             the client's request is malformed (HTTP 400)
@@ -42,6 +44,10 @@ class UpstreamUnavailable(UpstreamError):
     status_code = 502
 
 
+class UpstreamRefused(UpstreamUnavailable):
+    """Nothing answered the connect: the host is down (its circuit breaker rests it at once)."""
+
+
 class LightRAGUnavailable(UpstreamError):
     status_code = 502
 
@@ -56,6 +62,15 @@ class UpstreamBusy(UpstreamError):
     def __init__(self, message: str, *, url: str = "", retry_after: float = 1.0) -> None:
         super().__init__(message, url=url)
         self.retry_after = retry_after
+
+
+class ModelNotFound(UpstreamError):
+    status_code = 404
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        # Ollama's own words, so clients that parse them (pull prompts) keep working
+        super().__init__(f'model "{model}" not found, try pulling it first')
 
 
 class CacheError(PowergateError):

@@ -298,6 +298,25 @@ class StateCollector(Collector):
         for u in rt.upstreams.upstreams:
             ups.add_metric([u.url], 1 if u.health.reachable else 0)
         yield ups
+        decisions = CounterMetricFamily(
+            "powergate_route_decisions", "Which host was chosen for a request, and why", labels=["url", "reason"]
+        )
+        for (url, reason), n in sorted(rt.upstreams.decisions.items()):
+            decisions.add_metric([url, reason], n)
+        yield decisions
+        state = GaugeMetricFamily(
+            "powergate_upstream_state",
+            "Each host's circuit-breaker state (1 for the current one)",
+            labels=["url", "state"],
+        )
+        for url, record in rt.upstreams.records.items():
+            state.add_metric([url, record.breaker.state.value], 1)
+        yield state
+        yield CounterMetricFamily(
+            "powergate_upstream_retries",
+            "Requests retried on another host before their answer began",
+            value=rt.upstreams.retries,
+        )
         p = rt.controller.power
         if p is not None:
             if p.percent is not None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.cache import typeahead
 from agent.cache.keys import answer_fields, request_key
+from agent.errors import ModelNotFound
 from agent.profiles import Profile
 from agent.speculation import SpeculationGate
 from agent.upstreams.scheduling import BULK, PREFETCH
@@ -76,7 +77,10 @@ class Prefetcher:
 
     async def warm(self, profile: Profile) -> bool:
         model = self.rt.settings.models.for_tier(profile.autocomplete)
-        up = self.rt.upstreams.pick()
+        try:
+            up = self.rt.upstreams.route(model).first  # the host the next suggestion will go to
+        except ModelNotFound:
+            return False
         loaded = await up.loaded_models()
         if any(m == model or m == f"{model}:latest" or m.removesuffix(":latest") == model for m in loaded):
             return False
@@ -121,7 +125,11 @@ class Prefetcher:
         prompt = next_prompt(body, completion)
         if prompt is None or len(prompt) > MAX_PREFETCH_PROMPT:
             return
-        up = self.rt.upstreams.pick()
+        try:
+            route = self.rt.upstreams.route(model)  # the host that will serve the next request
+        except ModelNotFound:
+            return
+        up = route.first
         if up.scheduler.foreground_waiting:
             return  # only when nothing in the foreground waits
         nbody = dict(body, prompt=prompt)
@@ -132,7 +140,7 @@ class Prefetcher:
             return  # this model's guesses have not been paying off lately
         probe = typeahead.probe_for(api, model, nbody, answer_fields(nbody))
         nf = self.rt.flights.start(
-            key, api, model, up, path, dict(nbody, stream=False), headers, whole=True, priority=PREFETCH
+            key, api, model, route, path, dict(nbody, stream=False), headers, whole=True, priority=PREFETCH
         )
         nf.prefetch = True
         self.counters["prefetch_issued"] += 1

@@ -94,7 +94,8 @@ class Runtime:
         self.metrics.record_power(snap.as_dict(), self.controller.profile.name)
         # Ollama's health is checked at the sampling rate the profile allows, so the tray
         # badge and notifications follow Ollama going away or coming back.
-        self.spawn(self.upstreams.check_all())
+        self.upstreams.observe(snap, self.controller.profile.name, self.controller.profile.interval_s)
+        self.spawn(self.upstreams.refresh())
         for listener in list(self.snapshot_listeners):
             listener(snap)
         if decision.memory_pressure != self.memory_pressure:
@@ -181,7 +182,12 @@ class Runtime:
         }
 
     def routing_stats(self) -> dict[str, Any]:
-        return {"reloads_avoided": self.reloads_avoided, "unloads": self.unloads, "capped": self.capped}
+        return {
+            "reloads_avoided": self.reloads_avoided,
+            "unloads": self.unloads,
+            "capped": self.capped,
+            "hosts": self.upstreams.routing_stats(),
+        }
 
     def scheduling_stats(self) -> dict[str, Any]:
         per = {u.url: u.scheduler.describe() for u in self.upstreams.upstreams}
@@ -205,7 +211,10 @@ class Runtime:
 
     # ------------------------------------------------------------ life cycle
     async def start(self) -> None:
-        for health, up in zip(await self.upstreams.check_all(), self.upstreams.upstreams, strict=True):
+        # the first background check: health, model lists and loaded models before any request
+        await self.upstreams.refresh()
+        for up in self.upstreams.upstreams:
+            health = up.health
             if health.reachable:
                 log.info("upstream %s ready (Ollama %s)", up.url, health.version)
             else:

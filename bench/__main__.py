@@ -1,7 +1,9 @@
 """python -m bench [--quick] [--only NAME ...]: powergate against direct Ollama, side by side.
 
 Scenarios: overhead (miss and first byte), memory, disk, typeahead, reindex, litellm, load, session, idle,
-lightrag (the real LightRAG server directly on Ollama vs through powergate)."""
+lightrag (the real LightRAG server directly on Ollama vs through powergate),
+hosts (three simulated model hosts: powergate's routing vs round-robin, highest-weight failover
+and LiteLLM's least-busy router on one mixed workload)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,20 @@ from typing import Any
 from bench import cache, chart, compare, harness, idle, overhead, scheduling
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("overhead", "memory", "disk", "typeahead", "reindex", "litellm", "load", "session", "idle", "lightrag", "real")
+ALL = (
+    "overhead",
+    "memory",
+    "disk",
+    "typeahead",
+    "reindex",
+    "litellm",
+    "load",
+    "session",
+    "idle",
+    "lightrag",
+    "real",
+    "hosts",
+)
 
 
 def _row(name: str, d: dict[str, Any], g: dict[str, Any], key: str = "p50_ms") -> str:
@@ -148,6 +163,11 @@ def main() -> None:
                 f"{'idle ' + r['profile']:<34} CPU {r['cpu_percent_of_one_core']:.3f}% of a core   "
                 f"{r['wakeups_per_minute']:.0f} wake-ups/min   RSS {r['rss_mb']:.1f} MB   over {r['seconds']:.0f} s"
             )
+    if "hosts" in want:
+        from bench import hosts
+
+        out["hosts"] = hosts.run(quick=args.quick)
+        hosts.print_rows(out["hosts"])
     if "lightrag" in want:
         from bench import lightrag
         from tests.simollama import SimOllama, SimServer

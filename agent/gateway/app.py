@@ -6,6 +6,7 @@ import json
 import logging
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -16,7 +17,13 @@ from agent.gateway import lanes, proxy
 from agent.gateway.aliases import ModelListing
 from agent.gateway.control_api import control_routes
 from agent.gateway.guard import ErrorGuard
-from agent.gateway.responses import JSON_OLLAMA, error_response, powergate_headers
+from agent.gateway.responses import (
+    H_UPSTREAM,
+    JSON_OLLAMA,
+    NO_UPSTREAM,
+    error_response,
+    powergate_headers,
+)
 from agent.gateway.security import SecurityMiddleware
 from agent.gateway.validate import INFERENCE_KINDS, parse_json_object, validate
 from agent.journey.answer import failure
@@ -32,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ROOT_TEXT = "Ollama is running"  # server/routes.go answers GET / and HEAD / with exactly this
 H_SERVED_BY = "X-Powergate"
+MODEL_CHANGES = frozenset({"/api/pull", "/api/create", "/api/copy", "/api/delete", "/api/push"})
 
 
 class Gateway:
@@ -40,8 +48,8 @@ class Gateway:
         self.journey = Journey(runtime)
 
     # ------------------------------------------------------------ helpers
-    def _headers(self, cache: str, model: str = "") -> dict[str, str]:
-        return powergate_headers(cache, model, self.rt.controller.profile.name)
+    def _headers(self, cache: str, model: str = "", upstream: str = NO_UPSTREAM) -> dict[str, str]:
+        return dict(powergate_headers(cache, model, self.rt.controller.profile.name), **{H_UPSTREAM: upstream})
 
     def _error(self, path: str, exc: PowergateError, model: str = "", profile: str | None = None) -> Response:
         return failure(path, exc, model, profile or self.rt.controller.profile.name)
@@ -56,7 +64,7 @@ class Gateway:
     async def version(self, request: Request) -> Response:
         up = self.rt.upstreams.pick()
         try:
-            return await proxy.passthrough(request, up, self._headers(BYPASS))
+            return await proxy.passthrough(request, up, self._headers(BYPASS, upstream=up.url))
         except UpstreamUnavailable:
             # Clients probe /api/version before anything else; while Ollama is away we still
             # serve cached answers, so say which Ollama version we last saw.
@@ -70,10 +78,15 @@ class Gateway:
             return error_response(
                 path, f"method {request.method} not allowed on {path}", 405, headers=self._headers(BYPASS)
             )
+        up = self.rt.upstreams.pick()
         try:
-            return await proxy.passthrough(request, self.rt.upstreams.pick(), self._headers(BYPASS))
+            response = await proxy.passthrough(request, up, self._headers(BYPASS, upstream=up.url))
         except UpstreamError as exc:
             return self._error(request.url.path, exc)
+        if path in MODEL_CHANGES and request.method != "GET":
+            # a host's model list changed: learn it once the answer is through, not at the next sample
+            response.background = BackgroundTask(self.rt.upstreams.refresh)
+        return response
 
     # ------------------------------------------------------------ inference
     async def inference(self, request: Request) -> Response:

@@ -54,7 +54,7 @@ def control_routes(rt: Runtime) -> list[BaseRoute]:
 
     async def status(request: Request) -> Response:
         if request.query_params.get("check") == "1":
-            await rt.upstreams.check_all()
+            await rt.upstreams.refresh()
         return json_response(await status_document(rt), headers=hdrs())
 
     async def get_profile(request: Request) -> Response:
@@ -162,7 +162,8 @@ async def status_document(rt: Runtime) -> dict[str, Any]:
         "scheduling": rt.scheduling_stats(),
         "profile_settings": c.profile.as_dict(),
         "history": c.describe()["history"],
-        "upstreams": [u.describe() for u in rt.upstreams.upstreams],
+        # each host's state, what it holds, and its score for the profile's suggestion model
+        "upstreams": rt.upstreams.describe(s.models.for_tier(c.profile.autocomplete)),
         "cache_paused": c.cache_paused,
         "cache": await rt.cache.describe(),
         "recommendations": recommendations(rt),

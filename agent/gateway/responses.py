@@ -18,6 +18,8 @@ JSON_OPENAI = "application/json"
 H_CACHE = "X-Powergate-Cache"
 H_MODEL = "X-Powergate-Model"
 H_PROFILE = "X-Powergate-Profile"
+H_UPSTREAM = "X-Powergate-Upstream"  # the URL of the host that answered
+NO_UPSTREAM = "none"  # X-Powergate-Upstream of an answer no host gave (cache hits, errors before any host)
 NO_MODEL = "none"  # X-Powergate-Model of an answer no model produced (tags, version, errors before routing)
 
 
@@ -64,7 +66,12 @@ def header_safe(value: str) -> str:
 
 
 def powergate_headers(cache: str, model: str, profile: str) -> dict[str, str]:
-    return {H_CACHE: cache, H_MODEL: header_safe(model) or NO_MODEL, H_PROFILE: header_safe(profile)}
+    return {
+        H_CACHE: cache,
+        H_MODEL: header_safe(model) or NO_MODEL,
+        H_PROFILE: header_safe(profile),
+        H_UPSTREAM: NO_UPSTREAM,
+    }
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

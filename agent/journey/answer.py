@@ -19,9 +19,11 @@ from agent.gateway import proxy
 from agent.gateway.responses import (
     H_CACHE,
     H_PROFILE,
+    H_UPSTREAM,
     JSON_OLLAMA,
     JSON_OPENAI,
     NDJSON,
+    NO_UPSTREAM,
     SSE,
     error_response,
     json_media,
@@ -35,12 +37,13 @@ log = logging.getLogger(__name__)
 DEFAULT_ERROR_STATUS = 502
 
 
-def failure(path: str, exc: PowergateError, model: str, profile: str) -> Response:
+def failure(path: str, exc: PowergateError, model: str, profile: str, upstream: str = NO_UPSTREAM) -> Response:
     """A powergate error in the client's API format, with its status (and Retry-After when busy).
 
     No model produced it: X-Powergate-Model says "none" (the message names the model where
     it matters)."""
     headers = powergate_headers(BYPASS, "", profile)
+    headers[H_UPSTREAM] = upstream
     status = getattr(exc, "status_code", DEFAULT_ERROR_STATUS)
     if isinstance(exc, UpstreamBusy):
         headers["Retry-After"] = str(max(1, int(exc.retry_after)))
@@ -99,6 +102,7 @@ async def serve_flight(req: InferenceRequest, flight: Flight) -> Response:
             if flight.synthesized:  # answered from a newer request that extends this prompt
                 headers[H_CACHE] = TYPEAHEAD
             if flight.error_exc is None and flight.status == 200:
+                headers[H_UPSTREAM] = flight.upstream_url or NO_UPSTREAM
                 return proxy.stream_response(path, flight.stream(req.include_usage), headers)
         else:
             await proxy.until_done(req.http, flight.finished())
@@ -107,6 +111,7 @@ async def serve_flight(req: InferenceRequest, flight: Flight) -> Response:
         log.debug("client left before %s was answered", path)
         return Response(status_code=499)
     flight.leave()
+    headers[H_UPSTREAM] = flight.upstream_url or NO_UPSTREAM
     if flight.synthesized:
         headers[H_CACHE] = TYPEAHEAD
     if flight.error_exc is not None:

@@ -53,13 +53,14 @@ def typist(req: InferenceRequest, probe: typeahead.Probe | None) -> tuple[str, s
 def depart(req: InferenceRequest, rt: Runtime, cp: CachePlan) -> Flight:
     """Start the upstream call for a cacheable request; it stores its answer when complete."""
     client, prefix = typist(req, cp.probe)
-    upstream = rt.upstreams.pick()
+    route = rt.upstreams.route(req.model)  # the hosts to try, best first
+    upstream = route.first
     body = upstream_body(req)
     flight = rt.flights.start(
         cp.key,
         req.api,
         req.model,
-        upstream,
+        route,
         req.path,
         body,
         upstream_headers(req),
@@ -82,6 +83,14 @@ def record_upstream(rt: Runtime, flight: Flight) -> None:
     doc = parse_final(flight.chunks[-1]) if flight.chunks else None
     if doc is not None and not is_sse(flight.api):
         rt.metrics.record_upstream(doc, flight.wall_s, flight.queued)
+        rt.upstreams.record_answer(flight.upstream_url, flight.model, doc, flight.queued)
+    elif doc is not None and not flight.queued:
+        # OpenAI answers carry no durations: the measured times, when it did not wait for a slot
+        tokens = (
+            int((doc.get("usage") or {}).get("completion_tokens") or 0) if isinstance(doc.get("usage"), dict) else 0
+        )
+        first = flight.first_chunk_at - flight.started_at if flight.first_chunk_at else None
+        rt.upstreams.record_wall(flight.upstream_url, flight.model, first, tokens, flight.wall_s - (first or 0.0))
 
 
 def store(rt: Runtime, flight: Flight, probe: typeahead.Probe | None) -> None:

@@ -23,9 +23,11 @@ from agent.cache.base import Entry
 from agent.cache.keys import RUNNER_ONLY_OPTIONS, embedding_key
 from agent.errors import PowergateError, UpstreamError
 from agent.gateway import proxy
-from agent.gateway.responses import H_CACHE, H_PROFILE, error_response, json_media, powergate_headers
+from agent.gateway.responses import H_CACHE, H_PROFILE, H_UPSTREAM, error_response, json_media, powergate_headers
 from agent.journey.request import InferenceRequest
 from agent.profiles import Profile
+from agent.upstreams.base import Reply, Upstream
+from agent.upstreams.pool import Route, retryable
 
 if TYPE_CHECKING:
     from agent.runtime import Runtime
@@ -92,12 +94,15 @@ class EmbeddingService:
         for k, f in futures.items():
             pending.setdefault(k, f)
         stats = {"total_duration": 0, "load_duration": 0, "prompt_eval_count": 0}
+        served: list[str] = []  # the host(s) that answered
         try:
             if mine:
                 got = await proxy.until_done(
                     request,
-                    self._fetch(req, model, [text_of[k] for k in mine], legacy, stats),
+                    self._fetch(req, model, [text_of[k] for k in mine], legacy, stats, served),
                 )
+                if served:
+                    headers[H_UPSTREAM] = served[-1]
                 for k, (vec, n) in zip(mine, got, strict=True):
                     vectors[k] = vec
                     tokens[k] = n
@@ -151,18 +156,57 @@ class EmbeddingService:
                 f.set_exception(PowergateError("the upstream call that was fetching this input failed"))
                 f.exception()  # retrieved: followers see it through gather, nobody else must warn
 
+    async def _call(
+        self, route: Route, served: list[str], priority: int, path: str, body: dict[str, Any], fwd: dict[str, str]
+    ) -> Reply:
+        """One embedding call on the route's current host; once on the next host if it failed
+        before answering (the client has seen nothing yet)."""
+        up: Upstream | None = route.host(served[-1]) if served else route.first
+        while up is not None:
+            resp: Reply | None = None
+            error: UpstreamError | None = None
+            try:
+                async with up.scheduler.slot(priority):
+                    route.attempt(up)
+                    resp = await up.infer(path, body, fwd, stream=False)
+            except UpstreamError as exc:
+                error = exc
+            status = resp.status_code if resp is not None else None
+            if not retryable(error, status):
+                if error is not None:
+                    raise error
+                assert resp is not None
+                route.answered(up)
+                served.append(up.url)
+                return resp
+            route.failed(up, error, status)
+            nxt = route.next_after(up)
+            if nxt is None:
+                if error is not None:
+                    raise error
+                assert resp is not None
+                served.append(up.url)
+                return resp
+            up = nxt
+        raise UpstreamError("no model host could answer")
+
     async def _fetch(
-        self, req: InferenceRequest, model: str, texts: list[str], legacy: bool, stats: dict[str, int]
+        self,
+        req: InferenceRequest,
+        model: str,
+        texts: list[str],
+        legacy: bool,
+        stats: dict[str, int],
+        served: list[str],
     ) -> list[tuple[bytes, int]]:
         """The vector and the prompt tokens of each text, in order."""
         path, body, profile = req.path, req.body, req.profile
-        upstream = self.rt.upstreams.pick()
+        route = self.rt.upstreams.route(model)
         fwd = dict(req.forward, **{"content-type": "application/json"})
         out: list[tuple[bytes, int]] = []
         if legacy:
             up = {k: v for k, v in body.items() if k != "stream"}
-            async with upstream.scheduler.slot(req.priority):
-                resp = await upstream.infer("/api/embeddings", up, fwd, stream=False)
+            resp = await self._call(route, served, req.priority, "/api/embeddings", up, fwd)
             self._check(path, resp.status_code, resp.content, model, profile)
             return [(json.dumps(json.loads(resp.content)["embedding"], separators=(",", ":")).encode(), 0)]
         base: dict[str, Any] = {"model": model, "keep_alive": body.get("keep_alive", profile.keep_alive)}
@@ -172,8 +216,7 @@ class EmbeddingService:
         for i in range(0, len(texts), EMBED_BATCH):
             batch = texts[i : i + EMBED_BATCH]
             # One slot per batch: a suggestion waiting behind a re-index gets in between batches.
-            async with upstream.scheduler.slot(req.priority):
-                resp = await upstream.infer("/api/embed", dict(base, input=batch), fwd, stream=False)
+            resp = await self._call(route, served, req.priority, "/api/embed", dict(base, input=batch), fwd)
             self._check(path, resp.status_code, resp.content, model, profile)
             doc = json.loads(resp.content)
             embs = doc.get("embeddings") or []

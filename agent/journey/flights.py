@@ -22,7 +22,8 @@ from agent.cache.answers import DONE_LINE, chunk_is_final, completion_text, is_s
 from agent.errors import UpstreamError
 from agent.journey.preempt import PauseState
 from agent.upstreams.base import Reply, Upstream
-from agent.upstreams.scheduling import CHAT, Superseded
+from agent.upstreams.pool import Route, retryable
+from agent.upstreams.scheduling import AUTOCOMPLETE, CHAT, Moved, Superseded
 
 MAX_ABORT_HOLD_S = 3.0  # seconds an aborted request's slot is kept at most (prompt evaluation left)
 CHARS_PER_TOKEN = 4  # rough prompt size in tokens, for the abort hold
@@ -63,43 +64,29 @@ class Flight:
         self.pause: PauseState | None = None  # set when this generation may be paused for a suggestion
         self.sent_at: float | None = None  # when the upstream request went out (time.monotonic)
         self.prompt_chars = 0
+        self.upstream_url = ""  # the host that answers (X-Powergate-Upstream)
+        self.first_chunk_at = 0.0  # perf_counter of the first streamed chunk (measured first-token time)
 
     def _notify(self) -> None:
         ev, self._changed = self._changed, asyncio.Event()
         ev.set()
 
-    async def run(self, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+    async def run(self, route: Route, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
         try:
             try:
-                async with upstream.scheduler.slot(self.priority, self.client, self.prefix, owner=self) as ticket:
-                    await self._run_with(ticket, upstream, path, body, headers)
+                await self._attempts(route, path, body, headers)
             except Superseded as exc:
                 # A newer request of the same client extends this prompt. Never refuse a
                 # waiting request: answer it from the newer one (what was typed in between
                 # + the newer completion), or, when that fails or is aborted, run it after all.
                 self.superseded = True
                 if not await self._answer_from(exc.by):
-                    async with upstream.scheduler.slot(self.priority, owner=self) as ticket:
-                        await self._run_with(ticket, upstream, path, body, headers)
+                    self.client = ""  # running after all: not superseded a second time
+                    await self._attempts(route, path, body, headers)
         except UpstreamError as exc:  # the scheduler's queue is full
             self.error_exc = exc
         finally:
             self._finish()
-
-    async def _run_with(
-        self, ticket: Any, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]
-    ) -> None:
-        self.ticket = ticket
-        self.queued = ticket.waited
-        self.started_at = time.perf_counter()
-        if self.pause is not None and not self.whole:
-            ticket.pausable = self.pause
-        try:
-            await self._run(upstream, path, body, headers)
-            self._record_prompt_rate(upstream)
-        except asyncio.CancelledError:
-            ticket.hold_s = self._abort_hold(upstream)
-            raise
 
     async def _answer_from(self, newer: Any) -> bool:
         """Take the answer of `newer` (a Flight whose prompt extends ours); False if it has none."""
@@ -117,6 +104,46 @@ class Flight:
         self.complete = True
         return True
 
+    async def _attempts(self, route: Route, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+        """The route's first host; once the next one if the first failed before the answer began;
+        a waiting suggestion follows its ticket when another host of its route frees first."""
+        up: Upstream | None = route.first
+        while up is not None:
+            # only suggestions move between queues: the user is waiting for them
+            alternates = route.alternates(up) if self.priority == AUTOCOMPLETE else ()
+            try:
+                async with up.scheduler.slot(self.priority, self.client, self.prefix, alternates, owner=self) as ticket:
+                    self.ticket = ticket
+                    self.queued = ticket.waited
+                    self.started_at = time.perf_counter()
+                    self.upstream_url = up.url
+                    route.attempt(up)
+                    if self.pause is not None and not self.whole:
+                        ticket.pausable = self.pause
+                    try:
+                        await self._run(up, path, body, headers)
+                        self._record_prompt_rate(up)
+                    except asyncio.CancelledError:
+                        ticket.hold_s = self._abort_hold(up)
+                        raise
+                    if not retryable(self.error_exc, self.status):
+                        if self.error_exc is None:
+                            route.answered(up)
+                        return
+                    route.failed(up, self.error_exc, self.status)
+                    nxt = route.next_after(up)
+                    if nxt is None:
+                        return
+                    # Nothing reached a client yet (no status was published): start over elsewhere.
+                    log.info(
+                        "%s failed before answering (%s); trying %s", up.url, self.error_exc or self.status, nxt.url
+                    )
+                    self.status, self.error_body, self.error_exc, self.sent_at = None, b"", None, None
+                    self.chunks.clear()
+                    up = nxt
+            except Moved as moved:
+                up = route.host(moved.url)
+
     async def _run(self, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
         sse = is_sse(self.api)
         resp: Reply | None = None
@@ -127,15 +154,18 @@ class Flight:
             while True:
                 self.sent_at = time.monotonic()
                 resp = await upstream.infer(path, body, headers, stream=True)
-                if self.status is None:
-                    self.status = resp.status_code
                 if resp.status_code != 200:
                     err = await resp.aread()
                     if self.pause is not None and self.pause.resumes:
                         self._fail_midway(f"resuming the paused answer failed: {err[:200]!r}")
                     else:
                         self.error_body = err
+                    # published after the body is read: a 503 may still be retried on another host
+                    if self.status is None:
+                        self.status = resp.status_code
                     return
+                if self.status is None:
+                    self.status = resp.status_code
                 self._notify()
                 if self.pause is None:
                     await self._read(resp, sse)
@@ -180,6 +210,8 @@ class Flight:
                 if self._take(line, sse):
                     added = True
             if added:
+                if not self.first_chunk_at:
+                    self.first_chunk_at = time.perf_counter()
                 self._notify()
         if buf.strip() and self._take(buf.strip(), sse):
             self._notify()
@@ -360,7 +392,7 @@ class Flights:
         key: str,
         api: str,
         model: str,
-        upstream: Upstream,
+        upstream: Route | Upstream,
         path: str,
         body: dict[str, Any],
         headers: dict[str, str],
@@ -379,11 +411,13 @@ class Flights:
         flight.prompt_chars = _prompt_chars(body)
         if register:
             self._by_key[key] = flight
-        flight.task = asyncio.ensure_future(self._run(flight, upstream, path, body, headers))
+        # a Route: the hosts to try, best first; a bare Upstream: that host alone (no failover)
+        route = upstream if isinstance(upstream, Route) else Route([upstream], "given")
+        flight.task = asyncio.ensure_future(self._run(flight, route, path, body, headers))
         return flight
 
     async def _run(
-        self, flight: Flight, upstream: Upstream, path: str, body: dict[str, Any], headers: dict[str, str]
+        self, flight: Flight, upstream: Route, path: str, body: dict[str, Any], headers: dict[str, str]
     ) -> None:
         try:
             await flight.run(upstream, path, body, headers)

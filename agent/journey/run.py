@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from starlette.responses import Response
 
+from agent.errors import ModelNotFound
 from agent.journey import coalesce, dispatch, lookup
 from agent.journey.answer import failure, serve_flight
 from agent.journey.embeddings import EmbeddingService
@@ -33,5 +34,8 @@ class Journey:
         answer = await lookup.lookup(req, rt, cp)
         if answer is not None:
             return answer
-        flight = coalesce.join(req, rt, cp) or dispatch.depart(req, rt, cp)
+        try:
+            flight = coalesce.join(req, rt, cp) or dispatch.depart(req, rt, cp)
+        except ModelNotFound as exc:  # no host has the model: Ollama's own 404
+            return failure(req.path, exc, req.model, req.profile.name)
         return await serve_flight(req, flight)

@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 from agent.cache.base import Entry
 from agent.cache.keys import digest
-from agent.config import LightRAGSettings
+from agent.config import LightRAGSettings, is_loopback_host
 from agent.errors import LightRAGUnavailable, UpstreamError, UpstreamTimeout
 from agent.gateway.responses import powergate_headers
 from agent.services.lightrag_watch import CorpusWatch
@@ -42,7 +42,10 @@ log = logging.getLogger(__name__)
 PREFIX = "/lightrag"
 MODEL = "lightrag"  # X-Powergate-Model of answers LightRAG gave
 QUERY_PATHS = ("/query", "/query/data", "/query/stream")
-WATCHED_PATHS = ("/documents/pipeline_status", "/documents/status_counts", "/health")
+# Answers passing through that the watch reads too. Not /health: LightRAG serves it without
+# a key, so a client's look at it must not make a watch that cannot read the documents
+# believe it sees LightRAG.
+WATCHED_PATHS = ("/documents/pipeline_status", "/documents/status_counts")
 # Calls that change what queries answer: documents (indexed in the background) and direct
 # knowledge-graph edits (synchronous). POST /documents/paginated only lists documents.
 WRITE_PREFIXES = ("/documents", "/graph/")
@@ -189,7 +192,10 @@ class LightRAGFront:
 
     def _headers(self, request: Request | None) -> dict[str, str]:
         fwd = {k: v for k, v in request.headers.items() if k not in HOP_HEADERS} if request is not None else {}
-        if self.settings.api_key and not any(h in fwd for h in CREDENTIAL_HEADERS):
+        # The configured key is lent to this machine's clients (and powergate's own calls) only:
+        # a powergate listening on the network must not open LightRAG to anyone who reaches it.
+        local = request is None or (request.client is not None and is_loopback_host(request.client.host))
+        if self.settings.api_key and local and not any(h in fwd for h in CREDENTIAL_HEADERS):
             fwd["x-api-key"] = self.settings.api_key
         return fwd
 
@@ -264,9 +270,7 @@ class LightRAGFront:
             return
         if not isinstance(doc, dict):
             return
-        if path == "/health":
-            self.watch.observe_health(doc)
-        elif path == "/documents/status_counts":
+        if path == "/documents/status_counts":
             self.watch.observe_counts(doc)
         else:
             self.watch.observe_pipeline(doc)

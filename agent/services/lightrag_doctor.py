@@ -14,11 +14,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from agent.config import Settings
+from agent.profiles import Profile
 
 CHECK_TIMEOUT = 5.0  # seconds: /health reads LightRAG's storages
 RECOMMENDED_LLM_TIMEOUT_S = 900  # a bulk call may wait behind the editor's work in powergate's queue
 RECOMMENDED_EMBEDDING_TIMEOUT_S = 300
 RECOMMENDED_MAX_ASYNC = 4  # powergate queues the rest; more only lengthens its queue
+DEFAULT_NUM_CTX = 4096  # tokens, for the .env line when no balanced profile exists
 BACKGROUND_ROLES = ("extract",)  # LightRAG roles that are indexing work: the bulk lane
 WAITED_FOR_ROLES = ("query", "keyword")  # someone waits for these: the chat lane
 
@@ -29,6 +31,16 @@ def _endpoint(url: str) -> tuple[str, int, str]:
     if host in ("localhost", "::1", "0.0.0.0"):
         host = "127.0.0.1"
     return host, parts.port or (443 if parts.scheme == "https" else 80), parts.path.rstrip("/")
+
+
+def context_sent(profile: Profile, asked: int) -> int:
+    """The num_ctx Ollama gets for a client asking `asked` tokens of context in `profile`."""
+    cap = getattr(profile, "num_ctx_max", None)
+    if cap is None:
+        return profile.num_ctx  # the profile's num_ctx, whatever the client asked
+    # rounded up to what the client asked, within the profile's cap (0: none)
+    wanted = max(asked, profile.num_ctx)
+    return min(wanted, int(cap)) if int(cap) > 0 else wanted
 
 
 def _table(v: Any) -> dict[str, Any]:
@@ -88,15 +100,14 @@ def findings(health: dict[str, Any], agent_url: str, settings: Settings) -> tupl
         if isinstance(n, int)
     }
     for ctx in sorted(asked):
-        # powergate only rounds a client's num_ctx up; a profile's explicit num_ctx_max can cap it
-        short = [f"{p.name} ({p.num_ctx_max})" for p in settings.profiles.values() if 0 < p.num_ctx_max < ctx]
+        short = [f"{p.name} ({context_sent(p, ctx)})" for p in settings.profiles.values() if context_sent(p, ctx) < ctx]
         if short:
             bad.append(
-                f"OLLAMA_LLM_NUM_CTX={ctx}, but num_ctx_max caps it in {', '.join(short)}: prompts "
-                "beyond it are cut by Ollama; raise num_ctx_max in those [profiles.<name>] or lower OLLAMA_LLM_NUM_CTX"
+                f"OLLAMA_LLM_NUM_CTX={ctx}, but powergate sends a smaller num_ctx in {', '.join(short)}: prompts "
+                "beyond it are cut by Ollama; raise num_ctx in those [profiles.<name>] or lower OLLAMA_LLM_NUM_CTX"
             )
         else:
-            good.append(f"OLLAMA_LLM_NUM_CTX={ctx} is sent as asked (no profile caps num_ctx below it)")
+            good.append(f"OLLAMA_LLM_NUM_CTX={ctx} fits every profile's num_ctx")
     timeout = conf.get("llm_timeout")
     if isinstance(timeout, int) and 0 < timeout < RECOMMENDED_LLM_TIMEOUT_S:
         bad.append(
@@ -128,7 +139,7 @@ def check_lightrag(settings: Settings, agent_url: str, out: Callable[[str], None
         out(f"  ok: {line}")
     for line in bad:
         out(f"  fix: {line}")
-    num_ctx = settings.profile("balanced").num_ctx if "balanced" in settings.profiles else 4096
+    num_ctx = settings.profile("balanced").num_ctx if "balanced" in settings.profiles else DEFAULT_NUM_CTX
     out("\nLightRAG .env (its model calls through powergate, indexing as background work):")
     for line in env_lines(agent_url, num_ctx):
         out(line)

@@ -11,7 +11,7 @@ key; the version moves whenever the documents may have changed:
 - for changes made behind our back (LightRAG's web UI, its input folder, another
   client), a watch reads /documents/pipeline_status, /documents/status_counts and
   /health at the profile's sampling interval (never faster: battery) and moves the
-  version when any of them changed. Answers through /lightrag/ of those three paths
+  version when any of them changed. Answers through /lightrag/ of the two document paths
   are observed too, so a client that polls the pipeline keeps the version current
   for free.
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Protocol
 import httpx
 
 from agent.config import UpstreamSettings
-from agent.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from agent.errors import UpstreamError, UpstreamRefused, UpstreamTimeout, UpstreamUnavailable
 from agent.upstreams.health import HealthListener, UpstreamHealth
 from agent.upstreams.scheduling import Scheduler
 
@@ -118,13 +118,15 @@ class Upstream(abc.ABC):
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
             msg = self.unreachable_message(exc)
             self._mark(False, msg)
-            return UpstreamUnavailable(msg, url=self.url)
+            return UpstreamRefused(msg, url=self.url)
         if isinstance(exc, httpx.TimeoutException):
             return UpstreamTimeout(
                 f"{self.label} at {self.url} did not answer in time ({type(exc).__name__})", url=self.url
             )
         if isinstance(exc, httpx.RemoteProtocolError):
             return UpstreamUnavailable(f"{self.label} at {self.url} closed the connection: {exc}", url=self.url)
+        if isinstance(exc, (httpx.ReadError, httpx.WriteError)):
+            return UpstreamUnavailable(f"{self.label} at {self.url} reset the connection: {exc}", url=self.url)
         return UpstreamError(f"error talking to {self.label} at {self.url}: {exc}", url=self.url)
 
     async def send(
@@ -184,6 +186,11 @@ class Upstream(abc.ABC):
     async def loaded_contexts(self) -> dict[str, int]:
         """The context size (tokens) of each loaded model's runner, where the server says it."""
         return {}
+
+    async def list_models(self) -> dict[str, float | None] | None:
+        """The models the server offers, name -> size in MB (None for a size it does not say);
+        None when this kind cannot list them (every model is then assumed available)."""
+        return None
 
     @abc.abstractmethod
     async def load(self, model: str, keep_alive: str, options: dict[str, Any]) -> bool:

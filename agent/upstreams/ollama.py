@@ -7,9 +7,11 @@ from typing import Any
 
 import httpx
 
+from agent.errors import UpstreamError
 from agent.upstreams.base import HEALTH_TIMEOUT, Reply, Upstream, UpstreamHealth, dumps
 
 LOAD_TIMEOUT = HEALTH_TIMEOUT * 5  # seconds for an unload call
+MB = 1024 * 1024
 
 
 class OllamaUpstream(Upstream):
@@ -67,6 +69,20 @@ class OllamaUpstream(Upstream):
             return out
         except (httpx.HTTPError, ValueError, AttributeError):
             return {}
+
+    async def list_models(self) -> dict[str, float | None] | None:
+        """GET /api/tags (raises UpstreamError when Ollama does not answer it)."""
+        r = await self.send("GET", "/api/tags", timeout=HEALTH_TIMEOUT)
+        try:
+            r.raise_for_status()
+            models = r.json().get("models", [])
+            return {
+                str(m.get("model") or m.get("name")): (m["size"] / MB if isinstance(m.get("size"), int) else None)
+                for m in models
+                if isinstance(m, dict)
+            }
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise UpstreamError(f"{self.label} at {self.url} answered /api/tags with {exc}", url=self.url) from exc
 
     async def load(self, model: str, keep_alive: str, options: dict[str, Any]) -> bool:
         """An empty-prompt generate loads the model and keeps it for `keep_alive`."""

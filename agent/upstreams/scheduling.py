@@ -24,7 +24,9 @@ powergate makes to an Ollama goes through that upstream's scheduler:
   whether it may pause (kind, server, bounds), the profile whether pausing is on;
 - an aborted request's slot can be kept a little longer (`hold`): the server goes
   on evaluating the prompt it cannot interrupt, and the next suggestion should wait
-  in our priority queue, not in the server's.
+  in our priority queue, not in the server's;
+- a waiting suggestion that names other hosts (`alternates`) may be moved to one
+  of them when its slot frees first (the pool decides; the ticket gets `Moved`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,14 @@ class Superseded(Exception):
         self.by = by
 
 
+class Moved(Exception):
+    """Another host became free first: the waiting request goes there instead."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(url)
+
+
 class Pausable(Protocol):
     """A running generation that can give its slot back for a while."""
 
@@ -92,6 +102,7 @@ class Ticket:
     pausable: Pausable | None = None  # set by a holder that can pause and resume its generation
     hold_s: float = 0.0  # keep the slot this long after the block ends (the server is still busy)
     resuming: bool = False  # a paused generation waiting to go on
+    alternates: tuple[str, ...] = ()  # other hosts that could serve it (a suggestion may move there)
 
     def effective(self, now: float) -> float:
         aged = (now - self.enqueued) / AGE_STEP_S
@@ -113,6 +124,7 @@ class SchedulerStats:
     resumed: int = 0  # paused generations that got their slot back
     paused_s: float = 0.0  # seconds generations spent paused, in total
     held_after_abort: int = 0  # aborted requests whose slot was kept while the server finished
+    moved_away: int = 0  # waiting suggestions that another host served
     waited_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -126,6 +138,7 @@ class Scheduler:
         self._seq = itertools.count()
         self.stats = SchedulerStats()
         self.on_preempt: Callable[[Ticket], None] | None = None
+        self.on_free: Callable[[Scheduler], None] | None = None  # a slot stays free: nothing waits here
         self.preempt_enabled: Callable[[], bool] = lambda: False  # the runtime asks the profile
         self._pausing: set[Ticket] = set()  # asked to pause, not yet given back
         self.prompt_tps = 0.0  # measured prompt evaluation rate (tokens/s), for holding aborted slots
@@ -155,12 +168,30 @@ class Scheduler:
         while len(self.running) < self.slots:
             t = self._pick()
             if t is None:
+                if self.on_free is not None:
+                    self.on_free(self)
                 return
             self.waiting.remove(t)
             if t.future.done():  # cancelled meanwhile
                 continue
             self.running.add(t)
             t.future.set_result(None)
+
+    def movable(self, to_url: str) -> Ticket | None:
+        """The waiting suggestion that `to_url` could serve, the one the user looks at first."""
+        fits = [
+            t
+            for t in self.waiting
+            if t.priority == AUTOCOMPLETE and to_url in t.alternates and not t.future.done() and not t.resuming
+        ]
+        return max(fits, key=lambda t: t.seq) if fits else None
+
+    def withdraw(self, ticket: Ticket, to_url: str) -> None:
+        """Take a waiting ticket out of this queue: its request goes to `to_url`."""
+        if ticket in self.waiting and not ticket.future.done():
+            self.waiting.remove(ticket)
+            self.stats.moved_away += 1
+            ticket.future.set_exception(Moved(to_url))
 
     def _supersede(self, newer: Ticket) -> None:
         if newer.priority != AUTOCOMPLETE or not newer.client:
@@ -244,7 +275,14 @@ class Scheduler:
         self._dispatch()
 
     @asynccontextmanager
-    async def slot(self, priority: int, client: str = "", prefix: str = "", owner: Any = None) -> AsyncIterator[Ticket]:
+    async def slot(
+        self,
+        priority: int,
+        client: str = "",
+        prefix: str = "",
+        alternates: tuple[str, ...] = (),
+        owner: Any = None,
+    ) -> AsyncIterator[Ticket]:
         """Hold one of the upstream's slots for the duration of the block."""
         if len(self.waiting) >= self.max_queue and priority != AUTOCOMPLETE:
             self.stats.rejected_busy += 1
@@ -253,7 +291,7 @@ class Scheduler:
                 url=self.name,
                 retry_after=RETRY_AFTER_S,
             )
-        ticket = Ticket(priority, next(self._seq), time.monotonic(), client, prefix, owner=owner)
+        ticket = Ticket(priority, next(self._seq), time.monotonic(), client, prefix, alternates=alternates, owner=owner)
         ticket.running_task = asyncio.current_task()
         ticket.waited = len(self.running) >= self.slots or bool(self.waiting)
         self._supersede(ticket)
@@ -302,6 +340,7 @@ class Scheduler:
             "resumed": self.stats.resumed,
             "paused_s": round(self.stats.paused_s, 3),
             "held_after_abort": self.stats.held_after_abort,
+            "moved_away": self.stats.moved_away,
         }
 
 

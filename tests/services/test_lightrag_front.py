@@ -61,3 +61,27 @@ def test_a_lightrag_that_is_down_gets_clear_errors(sim: SimServer, make_gateway:
         assert st["reachable"] is False and "not reachable" in st["error"]
         metrics = c.get("/metrics").text
         assert "powergate_lightrag_up 0.0" in metrics
+
+
+def test_the_configured_key_is_lent_to_local_clients_only(sim: SimServer, make_gateway: GatewayFactory) -> None:
+    from starlette.requests import Request
+
+    gw = make_gateway(sim.url, config='[lightrag]\nurl = "http://127.0.0.1:9"\napi_key = "k1"\n')
+    front = gw.runtime.lightrag
+
+    def request(client: str, headers: list[tuple[bytes, bytes]] | None = None) -> Request:
+        return Request(
+            {
+                "type": "http",
+                "method": "POST",
+                "path": "/lightrag/query",
+                "headers": headers or [],
+                "client": (client, 5000),
+            }
+        )
+
+    assert front._headers(request("127.0.0.1"))["x-api-key"] == "k1"
+    assert front._headers(None)["x-api-key"] == "k1"  # powergate's own watch and model `lightrag`
+    assert "x-api-key" not in front._headers(request("192.168.1.20"))
+    own = front._headers(request("127.0.0.1", [(b"authorization", b"Bearer jwt")]))
+    assert own["authorization"] == "Bearer jwt" and "x-api-key" not in own  # the client's own credentials win
