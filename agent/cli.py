@@ -98,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--upstream", action="append", metavar="URL", help="the Ollama to compare against (default: the configured one)"
     )
 
+    db = sub.add_parser("db", parents=[common], help="Postgres + pgvector: find slow or wrong vector search; fix it")
+    db.add_argument("action", choices=["check", "apply"])
+    db.add_argument("--dsn", help="the database (default: [postgres] dsn in the config)")
+    db.add_argument("--yes", action="store_true", help="apply without asking (scripts)")
+    db.add_argument("--json", action="store_true", help="check: machine-readable report")
+    db.add_argument(
+        "--no-probe", action="store_true", help="check: skip the recall probe (it runs a few exact searches)"
+    )
+
     co = sub.add_parser("config", parents=[common], help="where the config lives, or the effective config")
     co.add_argument("action", choices=["path", "show"])
     return p
@@ -330,6 +339,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(_settings(args), _out)
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    from agent.services import dbcli
+
+    settings = _settings(args)
+    return dbcli.run(settings, args, _out, _err)
+
+
 def cmd_autostart(args: argparse.Namespace) -> int:
     from agent.autostart import autostart_for_platform
     from agent.autostart.base import DISABLED_BY_USER
@@ -356,6 +372,7 @@ COMMANDS = {
     "doctor": cmd_doctor,
     "bench": cmd_bench,
     "autostart": cmd_autostart,
+    "db": cmd_db,
 }
 
 

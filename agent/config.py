@@ -84,6 +84,7 @@ class CacheSettings:
     disk_mb: float | None = None
     ttl_s: float | None = None
     redis_url: str = ""
+    redis_key: str = ""  # the team key that authenticates every value in the shared Redis
     encrypt: bool = False
     chat: str = "deterministic"
 
@@ -109,6 +110,13 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class PostgresSettings:
+    dsn: str = ""  # e.g. Supabase local: postgresql://postgres:postgres@127.0.0.1:54322/postgres
+    role: str = ""  # the role whose hnsw.ef_search follows the profile (default: the DSN's user)
+    lightrag_env: str = ""  # LightRAG's .env, read for its POSTGRES_* settings and TOP_K
+
+
+@dataclass(frozen=True)
 class LightRAGSettings:
     url: str = ""  # a LightRAG API server to front under /lightrag/ (empty: none)
     api_key: str = ""  # sent as X-API-Key when the client sends no credentials of its own
@@ -131,6 +139,7 @@ class Settings:
     power: PowerSettings = field(default_factory=PowerSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
     notifications: NotifySettings = field(default_factory=NotifySettings)
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
     lightrag: LightRAGSettings = field(default_factory=LightRAGSettings)
     profiles: dict[str, Profile] = field(default_factory=lambda: dict(BUILTIN_PROFILES))
     config_file: Path | None = None
@@ -264,6 +273,28 @@ def _origins(v: Any) -> tuple[str, ...]:
     return tuple(x.rstrip("/") for x in v)
 
 
+def _postgres_dsn(v: Any) -> str:
+    s = _str(v).strip()
+    if not s:
+        return s
+    from agent.errors import DatabaseError
+    from agent.services.postgres import describe_target
+
+    try:
+        describe_target(s)
+    except DatabaseError as exc:
+        raise ValueError(str(exc).removeprefix("[postgres] dsn").lstrip(": ")) from None
+    return s
+
+
+def _role(v: Any) -> str:
+    return _str(v).strip()
+
+
+def _ef_search(v: Any) -> int:
+    return _int_range(0, 1000)(v)  # pgvector accepts 1..1000; 0 leaves the database alone
+
+
 def _power_source(v: Any) -> str:
     s = _str(v)
     if s != "psutil" and not (s.startswith("file:") and len(s) > 5):
@@ -321,12 +352,14 @@ CACHE_KEYS: dict[str, Validator] = {
     "disk_mb": _number_min(0),
     "ttl_s": _number_min(0, exclusive=True),
     "redis_url": _redis_url,
+    "redis_key": _str,
     "encrypt": _bool,
     "chat": _choice(CHAT_CACHE_MODES),
 }
 POWER_KEYS: dict[str, Validator] = {"source": _power_source, "interval_s": _interval}
 MODEL_KEYS: dict[str, Validator] = {k: _tier_or_model for k in ("small", "medium", "large", "embed")}
 NOTIFY_KEYS: dict[str, Validator] = {"enabled": _bool}
+POSTGRES_KEYS: dict[str, Validator] = {"dsn": _postgres_dsn, "role": _role, "lightrag_env": _str}
 
 
 def _optional_url(v: Any) -> str:
@@ -349,12 +382,13 @@ PROFILE_KEYS: dict[str, Validator] = {
     "num_ctx_max": _int_range(0, 1_048_576),
     "num_thread": _num_thread,
     "interval_s": _interval,
+    "ef_search": _ef_search,
     "preempt": _bool,
     "lightrag_mode": _choice(LIGHTRAG_MODES),
 }
 assert set(PROFILE_KEYS) == set(PROFILE_FIELDS), "every profile field needs a validator"
 
-SECTIONS = ("server", "upstream", "cache", "power", "models", "notifications", "lightrag", "profiles")
+SECTIONS = ("server", "upstream", "cache", "power", "models", "notifications", "lightrag", "postgres", "profiles")
 
 
 def _validate_table(table: Any, keys: dict[str, Validator], prefix: str, source: str) -> dict[str, Any]:
@@ -393,6 +427,7 @@ def parse_config(data: dict[str, Any], source: str = "") -> dict[str, Any]:
         ("power", POWER_KEYS),
         ("models", MODEL_KEYS),
         ("notifications", NOTIFY_KEYS),
+        ("postgres", POSTGRES_KEYS),
         ("lightrag", LIGHTRAG_KEYS),
     ):
         if section in data:
@@ -490,13 +525,24 @@ def load_settings(
     if initial != "auto" and initial not in profiles:
         raise ConfigError(f"unknown profile {initial!r} (valid: auto, {', '.join(profiles)})", key="--profile")
 
+    cache = CacheSettings(**checked.get("cache", {}))
+    if cache.redis_url and not cache.redis_key:
+        raise ConfigError(
+            "required with redis_url: a shared Redis is trusted only with a team key (the same random "
+            'string on every machine, e.g. from `python -c "import secrets; print(secrets.token_urlsafe(32))"`); '
+            "values that fail its HMAC are ignored",
+            key="cache.redis_key",
+            source=source,
+        )
+
     return Settings(
         server=server,
         upstreams=ups,
-        cache=CacheSettings(**checked.get("cache", {})),
+        cache=cache,
         power=PowerSettings(**checked.get("power", {})),
         models=models,
         notifications=NotifySettings(**checked.get("notifications", {})),
+        postgres=PostgresSettings(**checked.get("postgres", {})),
         lightrag=LightRAGSettings(**checked.get("lightrag", {})),
         profiles=profiles,
         config_file=path,
@@ -534,6 +580,7 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
                 "disk_mb": s.cache.disk_mb,
                 "ttl_s": s.cache.ttl_s,
                 "redis_url": s.cache.redis_url,
+                "redis_key": "***" if s.cache.redis_key else "",
                 "encrypt": s.cache.encrypt,
                 "chat": s.cache.chat,
             }.items()
@@ -549,6 +596,19 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
             "embed": s.models.embed,
         },
         "notifications": {"enabled": s.notifications.enabled},
+        "postgres": {
+            "dsn": _mask_password(s.postgres.dsn),
+            "role": s.postgres.role,
+            "lightrag_env": s.postgres.lightrag_env,
+        },
         "lightrag": {"url": s.lightrag.url, "api_key": "***" if s.lightrag.api_key else ""},
         "profiles": {name: {k: v for k, v in p.as_dict().items() if k != "name"} for name, p in s.profiles.items()},
     }
+
+
+def _mask_password(dsn: str) -> str:
+    """A DSN as `config show` prints it: the password replaced by ***."""
+    import re
+
+    dsn = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", dsn)

@@ -7,12 +7,15 @@ PowergateError
  |    |    +-- UpstreamRefused     connection refused / DNS / connect timeout: nothing listens
  |    +-- UpstreamTimeout       connected, but no answer in time
  |    +-- UpstreamBusy          every slot taken and the queue is full
+ |    +-- StreamBroken          the upstream stopped in the middle of a streamed answer
  |    +-- ModelNotFound         no configured host has the model (Ollama's 404)
  |    +-- LightRAGUnavailable   the configured LightRAG server cannot be reached
  +-- CacheError             a cache tier failed (never fails a request)
+ +-- DatabaseError          the advised Postgres refused or failed a query (powergate db ...)
+ |    +-- DatabaseUnavailable   cannot connect (refused, timeout, authentication)
  +-- BadRequest             the client's request is malformed (HTTP 400)
 
-Third-party errors (httpx, redis, diskcache) are translated into these at the
+Third-party errors (httpx, redis, diskcache, psycopg) are translated into these at the
 module that talks to the library, with ``raise ... from exc``.
 """
 
@@ -52,6 +55,11 @@ class LightRAGUnavailable(UpstreamError):
     status_code = 502
 
 
+class StreamBroken(UpstreamError):
+    """An answer stream was cut before its end: the client must see it broken (an error
+    line in its dialect, then an aborted connection), never a clean but short answer."""
+
+
 class UpstreamTimeout(UpstreamError):
     status_code = 504
 
@@ -74,6 +82,14 @@ class ModelNotFound(UpstreamError):
 
 
 class CacheError(PowergateError):
+    pass
+
+
+class DatabaseError(PowergateError):
+    pass
+
+
+class DatabaseUnavailable(DatabaseError):
     pass
 
 

@@ -298,6 +298,24 @@ class StateCollector(Collector):
         for u in rt.upstreams.upstreams:
             ups.add_metric([u.url], 1 if u.health.reachable else 0)
         yield ups
+        db = rt.database
+        if db is not None:
+            yield GaugeMetricFamily(
+                "powergate_db_up", "1 when the [postgres] database answers", value=1 if db.reachable else 0
+            )
+            yield GaugeMetricFamily(
+                "powergate_db_findings", "Findings of the last database check", value=len(db.findings)
+            )
+            if db.connections is not None:
+                yield GaugeMetricFamily("powergate_db_connections", "Client connections in use", value=db.connections)
+            if db.max_connections is not None:
+                yield GaugeMetricFamily(
+                    "powergate_db_max_connections", "The server's max_connections", value=db.max_connections
+                )
+            if db.applied_ef is not None:
+                yield GaugeMetricFamily(
+                    "powergate_db_ef_search", "hnsw.ef_search set for the role by the profile", value=db.applied_ef
+                )
         decisions = CounterMetricFamily(
             "powergate_route_decisions", "Which host was chosen for a request, and why", labels=["url", "reason"]
         )
@@ -424,6 +442,24 @@ def recommendations(rt: Runtime) -> list[dict[str, Any]]:
                     "threshold": QUEUED_SHARE_LIMIT,
                     "calls": len(calls),
                 },
+            }
+        )
+    if rt.database is not None:
+        out.extend(database_recommendations(rt.database.findings))
+    return out
+
+
+def database_recommendations(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last `db check` findings of the [postgres] database, as recommendations."""
+    out = []
+    for f in findings:
+        fix = "; ".join(f["sql"]) or "; ".join(f["env"]) or "; ".join(f["advice"])
+        out.append(
+            {
+                "id": f"db-{f['id']}",
+                "severity": f["severity"],
+                "message": f"{f['message']} Fix: {fix}" + (" (`powergate db apply` runs it)" if f["sql"] else ""),
+                "figure": {"name": f["id"], "value": f["subject"], "evidence": f["evidence"]},
             }
         )
     return out

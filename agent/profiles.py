@@ -22,6 +22,11 @@ JOB_TIERS = (*TIERS, "embed")
 LIGHTRAG_MODES = ("naive", "local", "global", "hybrid", "mix")
 NUM_THREAD_CHOICES = ("auto", "half")  # "auto": Ollama's choice; "half": half the cores
 DEFAULT_TTL_S = 7 * 24 * 3600.0  # seconds a cached answer stays valid
+# hnsw.ef_search per profile (0: leave the database alone); chosen from the measured
+# recall/latency table in README ("Postgres + pgvector"), bench/pgvector.py.
+EF_SEARCH_PERFORMANCE = 100
+EF_SEARCH_BALANCED = 64
+EF_SEARCH_BATTERY_SAVER = 40
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Profile:
     num_ctx: int
     num_thread: str | int  # "auto", "half" or a thread count
     interval_s: float  # power sampling period (also the LightRAG corpus watch period)
+    ef_search: int = 0  # hnsw.ef_search for the [postgres] role after `db apply` consent; 0: untouched
     # LightRAG query mode for the `lightrag` model: "mix" retrieves from the knowledge graph
     # and the chunks (one extra LLM call for keywords); "naive" only from chunks (one LLM call)
     lightrag_mode: str = "mix"
@@ -77,6 +83,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=8192,
         num_thread="auto",
         interval_s=5.0,
+        ef_search=EF_SEARCH_PERFORMANCE,
         preempt=True,
     ),
     BALANCED: Profile(
@@ -94,6 +101,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=4096,
         num_thread="auto",
         interval_s=10.0,
+        ef_search=EF_SEARCH_BALANCED,
         preempt=True,
     ),
     BATTERY_SAVER: Profile(
@@ -111,6 +119,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         num_ctx=2048,
         num_thread="half",
         interval_s=30.0,
+        ef_search=EF_SEARCH_BATTERY_SAVER,
         lightrag_mode="naive",
         preempt=False,
     ),

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.cache.codec import KEY_FILE_NAME, make_codec
 from agent.cache.layered import MB, LayeredCache
@@ -15,6 +15,7 @@ from agent.control import Controller, ProfileChange
 from agent.journey.flights import Flights
 from agent.metrics import Metrics, StateCollector
 from agent.platform import paths
+from agent.platform.private import private_dir
 from agent.power.base import PowerSnapshot
 from agent.prefetch import Prefetcher
 from agent.profiles import TIERS, Profile
@@ -22,6 +23,9 @@ from agent.routing import tier_of
 from agent.runner_context import ContextChoice, RunnerContexts
 from agent.services.lightrag import LightRAGFront
 from agent.upstreams.pool import UpstreamPool
+
+if TYPE_CHECKING:
+    from agent.services.postgres import DatabaseService
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +48,13 @@ class Runtime:
             up.scheduler.preempt_enabled = lambda: self.controller.profile.preempt
         self.flights = Flights()
         self.embed_pending: dict[str, asyncio.Future[Any]] = {}
+        # the user's alone; only its top here: the folders we create in it (cache, logs) are
+        # made private by their owners, and a --data-dir may hold files that are not ours
+        private_dir(settings.data_dir)
         key_dir = settings.config_file.parent if settings.config_file else paths.config_dir()
         codec = make_codec(settings.cache.encrypt, key_dir / KEY_FILE_NAME)
         self.cache = LayeredCache.for_profile(
-            self.controller.profile, settings.data_dir, codec, settings.cache.redis_url
+            self.controller.profile, settings.data_dir, codec, settings.cache.redis_url, settings.cache.redis_key
         )
         self.controller.listeners.append(self._on_profile)
         self.started_at = time.time()
@@ -62,6 +69,14 @@ class Runtime:
         self.unloads = 0
         self.capped = 0
         self.counters: dict[str, int] = {}  # prefetch and scheduling counts, for metrics
+        pg = settings.postgres
+        # The advised database, if any: it lives on its own worker thread (psycopg blocks).
+        # psycopg is imported only then, so an agent without [postgres] starts as fast as before.
+        self.database: DatabaseService | None = None
+        if pg.dsn:
+            from agent.services.postgres import DatabaseService
+
+            self.database = DatabaseService(pg.dsn, pg.role, pg.lightrag_env, settings.data_dir)
         self.prefetcher = Prefetcher(self)
         # LightRAG's front, when one is configured; its corpus watch runs at the sampling rhythm
         self.lightrag = LightRAGFront(self, settings.lightrag) if settings.lightrag.enabled else None
@@ -81,11 +96,14 @@ class Runtime:
         self.spawn(self._apply_profile(profile))
         if self.monitor is not None:
             self.monitor.set_interval(profile.interval_s)
+        if self.database is not None:
+            # queued on the database's own thread: never awaited, so the switch is never delayed
+            self.database.on_profile(profile.ef_search)
 
     async def _apply_profile(self, profile: Profile) -> None:
         await self.cache.apply_profile(profile)
         if self.memory_pressure:
-            await self.cache.memory.resize(min(self.cache.memory.max_bytes, PRESSURE_MEMORY_MB * MB))
+            await self.cache.resize_memory(min(self.cache.memory_budget, PRESSURE_MEMORY_MB * MB))
         if profile.enforce_cap:
             await self.unload_above(profile.cap, keep=set())
 
@@ -96,6 +114,8 @@ class Runtime:
         # badge and notifications follow Ollama going away or coming back.
         self.upstreams.observe(snap, self.controller.profile.name, self.controller.profile.interval_s)
         self.spawn(self.upstreams.refresh())
+        if self.database is not None:
+            self.database.maybe_refresh()
         for listener in list(self.snapshot_listeners):
             listener(snap)
         if decision.memory_pressure != self.memory_pressure:
@@ -111,7 +131,7 @@ class Runtime:
                 self.spawn(self.cache.apply_profile(self.controller.profile))
 
     async def _relieve_memory(self) -> None:
-        await self.cache.memory.resize(min(self.cache.memory.max_bytes, PRESSURE_MEMORY_MB * MB))
+        await self.cache.resize_memory(min(self.cache.memory_budget, PRESSURE_MEMORY_MB * MB))
         p = self.controller.profile
         keep = {self.settings.models.for_tier(p.autocomplete)}
         await self.unload_above("small", keep=keep)
@@ -211,6 +231,9 @@ class Runtime:
 
     # ------------------------------------------------------------ life cycle
     async def start(self) -> None:
+        if self.database is not None:
+            self.database.on_profile(self.controller.profile.ef_search)
+            self.database.maybe_refresh()
         # the first background check: health, model lists and loaded models before any request
         await self.upstreams.refresh()
         for up in self.upstreams.upstreams:
@@ -234,6 +257,8 @@ class Runtime:
                 )
 
     async def aclose(self) -> None:
+        if self.database is not None:
+            self.database.close()
         if self.lightrag is not None:
             await self.lightrag.aclose()
         await self.cache.aclose()

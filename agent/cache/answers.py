@@ -61,6 +61,12 @@ def stream_events(api: str, chunks: list[bytes], include_usage: bool = True, don
     return out
 
 
+def split_events(api: str, content: bytes) -> list[bytes]:
+    """A stored stream body back into its NDJSON lines / SSE events (one write each)."""
+    sep = b"\n\n" if is_sse(api) else b"\n"
+    return [part + sep for part in content.split(sep) if part]
+
+
 def stream_bytes(api: str, chunks: list[bytes], include_usage: bool = True, done_marker: bool = True) -> bytes:
     return b"".join(stream_events(api, chunks, include_usage, done_marker))
 

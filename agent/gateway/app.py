@@ -12,7 +12,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from agent import __version__
-from agent.errors import BadRequest, PowergateError, UpstreamError, UpstreamUnavailable
+from agent.errors import BadRequest, PowergateError, StreamBroken, UpstreamError, UpstreamUnavailable
 from agent.gateway import lanes, proxy
 from agent.gateway.aliases import ModelListing
 from agent.gateway.control_api import control_routes
@@ -148,6 +148,8 @@ def build_app(runtime: Runtime) -> Starlette:
         )
 
     async def crashed(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, StreamBroken):  # mid-answer: nothing can be sent; the guard aborts
+            return Response(status_code=502)
         log.exception("internal error on %s", request.url.path)
         return error_response(
             request.url.path, f"internal error in powergate: {type(exc).__name__}", 500, headers=gw._headers(BYPASS)

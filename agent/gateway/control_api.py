@@ -168,5 +168,6 @@ async def status_document(rt: Runtime) -> dict[str, Any]:
         "cache": await rt.cache.describe(),
         "recommendations": recommendations(rt),
         "in_flight": len(rt.flights),
+        "database": rt.database.describe() if rt.database is not None else None,
         "lightrag": rt.lightrag.describe() if rt.lightrag is not None else None,
     }

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from starlette.responses import Response, StreamingResponse
 
-from agent.cache.answers import assemble, is_sse, restamp_all, stream_events, whole_to_chunks
+from agent.cache.answers import assemble, is_sse, restamp_all, split_events, stream_bytes, whole_to_chunks
 from agent.cache.base import Entry
 from agent.errors import BadRequest, PowergateError, UpstreamBusy
 from agent.gateway import proxy
@@ -58,18 +58,20 @@ def replay(entry: Entry, api: str, stream: bool, include_usage: bool, headers: d
     whole_media = JSON_OPENAI if is_sse(api) else JSON_OLLAMA
     if stream:
         rk = "s1" if include_usage else "s0"
-        events = entry._replay.get(rk)
-        if events is None:
+        content = entry.replay_form(rk)
+        if content is None:
             chunks = whole_to_chunks(api, entry.chunks[0]) if whole else entry.chunks
-            events = entry._replay[rk] = stream_events(api, chunks, include_usage)
+            content = stream_bytes(api, chunks, include_usage)
+            entry.remember_form(rk, content)
         return StreamingResponse(
-            _aiter(restamp_all(events)), media_type=SSE if is_sse(api) else NDJSON, headers=headers
+            _aiter(restamp_all(split_events(api, content))), media_type=SSE if is_sse(api) else NDJSON, headers=headers
         )
     if whole:
         return Response(restamp_all(entry.chunks[:1])[0], media_type=whole_media, headers=headers)
-    content = entry._replay.get("w")
+    content = entry.replay_form("w")
     if content is None:
-        content = entry._replay["w"] = assemble(api, entry.chunks)
+        content = assemble(api, entry.chunks)
+        entry.remember_form("w", content)
     return Response(restamp_all([content])[0], media_type=whole_media, headers=headers)
 
 

@@ -36,6 +36,12 @@ EMBED_BATCH = 16  # inputs per upstream call: a re-index holds Ollama only brief
 H_INPUTS = "X-Powergate-Cache-Inputs"  # "cached/total" inputs of an embedding request
 
 
+def _retrieve(task: asyncio.Task[None]) -> None:
+    # the starter may be gone: its error is answered to the followers, not left unread
+    if not task.cancelled():
+        task.exception()
+
+
 class UpstreamFailed(Exception):
     def __init__(self, response: Response) -> None:
         self.response = response
@@ -45,6 +51,7 @@ class EmbeddingService:
     def __init__(self, rt: Runtime, error: Callable[..., Response]) -> None:
         self.rt = rt
         self._error = error
+        self._waiting: dict[str, int] = {}  # input key -> requests following its fetch (bounded by requests)
 
     async def handle(self, req: InferenceRequest) -> Response:
         path, body, profile, no_read, no_store = req.path, req.body, req.profile, req.no_read, req.no_store
@@ -94,25 +101,29 @@ class EmbeddingService:
         for k, f in futures.items():
             pending.setdefault(k, f)
         stats = {"total_duration": 0, "load_duration": 0, "prompt_eval_count": 0}
+        # The upstream call belongs to every request waiting for its inputs, not to the
+        # one that started it: if that client leaves, the call goes on for the others.
+        fetch: asyncio.Task[None] | None = None
         served: list[str] = []  # the host(s) that answered
+        if mine:
+            texts = [text_of[k] for k in mine]
+            store = use_cache and not no_store
+            fetch = asyncio.ensure_future(
+                self._fetch_shared(req, model, mine, texts, legacy, stats, futures, store, served)
+            )
+            fetch.add_done_callback(_retrieve)
+        for k in theirs:
+            self._waiting[k] = self._waiting.get(k, 0) + 1
         try:
-            if mine:
-                got = await proxy.until_done(
-                    request,
-                    self._fetch(req, model, [text_of[k] for k in mine], legacy, stats, served),
-                )
+            if fetch is not None:
+                await proxy.until_done(request, asyncio.shield(fetch))
                 if served:
                     headers[H_UPSTREAM] = served[-1]
-                for k, (vec, n) in zip(mine, got, strict=True):
-                    vectors[k] = vec
-                    tokens[k] = n
-                    futures[k].set_result((vec, n))
-                if use_cache and not no_store:
-                    self.rt.cache.store_many(
-                        [(k, Entry("embedding", model, [vectors[k]], meta={"tokens": tokens[k]})) for k in mine]
-                    )
+                for k in mine:
+                    vectors[k], tokens[k] = futures[k].result()
             if theirs:
-                shared = await proxy.until_done(request, asyncio.gather(*(pending[k] for k in theirs)))
+                # shielded: a follower that leaves must not cancel the others' inputs
+                shared = await proxy.until_done(request, asyncio.gather(*(asyncio.shield(pending[k]) for k in theirs)))
                 for k, (vec, n) in zip(theirs, shared, strict=True):
                     vectors[k] = vec
                     tokens[k] = n
@@ -123,15 +134,19 @@ class EmbeddingService:
             self._fail(futures)
             return self._error(path, exc, model, profile.name)
         except proxy.ClientGone:
-            self._fail(futures)
+            if fetch is not None and not fetch.done() and not any(self._waiting.get(k) for k in mine):
+                fetch.cancel()  # nobody else waits for these inputs: stop the upstream work
             return Response(status_code=499)
         except PowergateError as exc:
             self._fail(futures)
             return error_response(path, str(exc), 502, headers=headers)
         finally:
-            for k, f in futures.items():
-                if pending.get(k) is f:
-                    del pending[k]
+            for k in theirs:
+                left = self._waiting.get(k, 1) - 1
+                if left > 0:
+                    self._waiting[k] = left
+                else:
+                    self._waiting.pop(k, None)
 
         cached = len(keys) - sum(1 for k in keys if k in futures)
         if missing and mine:
@@ -148,6 +163,39 @@ class EmbeddingService:
         ordered = [vectors[k] for k in keys]
         stats["prompt_eval_count"] = sum(tokens[k] for k in keys)
         return Response(self._render(path, model, ordered, body, stats), media_type=json_media(path), headers=headers)
+
+    async def _fetch_shared(
+        self,
+        req: InferenceRequest,
+        model: str,
+        keys: list[str],
+        texts: list[str],
+        legacy: bool,
+        stats: dict[str, int],
+        futures: dict[str, asyncio.Future[Any]],
+        store: bool,
+        served: list[str],
+    ) -> None:
+        """Fetch the inputs, hand each vector to everyone waiting for it, store them."""
+        pending = self.rt.embed_pending
+        try:
+            got = await self._fetch(req, model, texts, legacy, stats, served)
+            for k, (vec, n) in zip(keys, got, strict=True):
+                futures[k].set_result((vec, n))
+            if store:
+                self.rt.cache.store_many(
+                    [
+                        (k, Entry("embedding", model, [vec], meta={"tokens": n}))
+                        for k, (vec, n) in zip(keys, got, strict=True)
+                    ]
+                )
+        except BaseException:
+            self._fail(futures)
+            raise
+        finally:
+            for k, f in futures.items():
+                if pending.get(k) is f:
+                    del pending[k]
 
     @staticmethod
     def _fail(futures: dict[str, asyncio.Future[Any]]) -> None:

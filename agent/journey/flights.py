@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from agent.cache.answers import DONE_LINE, chunk_is_final, completion_text, is_sse, stream_events, synth_completion
-from agent.errors import UpstreamError
+from agent.errors import StreamBroken, UpstreamError
 from agent.journey.preempt import PauseState
 from agent.upstreams.base import Reply, Upstream
 from agent.upstreams.pool import Route, retryable
@@ -29,6 +29,11 @@ MAX_ABORT_HOLD_S = 3.0  # seconds an aborted request's slot is kept at most (pro
 CHARS_PER_TOKEN = 4  # rough prompt size in tokens, for the abort hold
 
 log = logging.getLogger(__name__)
+
+
+def ends_with_error(chunks: list[bytes]) -> bool:
+    """The upstream wrote its own error line last (Ollama does on a mid-stream failure)."""
+    return bool(chunks) and b'"error"' in chunks[-1][:32]
 
 
 class Flight:
@@ -373,6 +378,9 @@ class Flight:
                 await changed.wait()
             if sse and self.complete:
                 yield DONE_LINE
+            elif not self.complete and not self.superseded and not ends_with_error(self.chunks):
+                # cut mid-way (the upstream died): a clean end would pass a truncated answer off as whole
+                raise StreamBroken("the model server stopped before the answer was complete")
         finally:
             self.leave()
 

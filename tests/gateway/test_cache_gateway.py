@@ -69,7 +69,7 @@ def test_disk_hit_after_restart(sim: SimServer, make_gateway: GatewayFactory, tm
 def test_redis_tier_shared_between_machines(
     sim: SimServer, make_gateway: GatewayFactory, redis_server: RedisServer
 ) -> None:
-    cfg = f'[cache]\nredis_url = "{redis_server.url}"\n'
+    cfg = f'[cache]\nredis_url = "{redis_server.url}"\nredis_key = "team-key"\n'
     a = make_gateway(sim.url, config=cfg)
     b = make_gateway(sim.url, config=cfg)
     text = post(a, "/api/generate", dict(GEN, stream=False)).json()["response"]
@@ -84,7 +84,8 @@ def test_redis_tier_shared_between_machines(
 
 def test_redis_down_never_fails_a_request(sim: SimServer, make_gateway: GatewayFactory) -> None:
     gw = make_gateway(
-        sim.url, config=f'[cache]\nredis_url = "redis://127.0.0.1:{closed_port_url().rsplit(":", 1)[1]}/0"\n'
+        sim.url,
+        config=f'[cache]\nredis_url = "redis://127.0.0.1:{closed_port_url().rsplit(":", 1)[1]}/0"\nredis_key = "k"\n',
     )
     assert post(gw, "/api/generate", dict(GEN, stream=False)).headers["x-powergate-cache"] == "miss"
     assert post(gw, "/api/generate", dict(GEN, stream=False)).headers["x-powergate-cache"] == "hit-memory"
@@ -264,6 +265,10 @@ def test_encrypted_cache_has_no_plaintext_on_disk(sim: SimServer, make_gateway: 
 
 def test_profile_switch_resizes_the_memory_tier(gateway: Gateway) -> None:
     httpx.put(gateway.url + "/agent/profile", json={"profile": "battery-saver"})
-    assert wait_for(lambda: gateway.runtime.cache.memory.max_bytes == 32 * 1024 * 1024)
+    cache = gateway.runtime.cache
+    # one budget per profile, shared by the stored answers and the typeahead index
+    assert wait_for(lambda: cache.memory_budget == 32 * 1024 * 1024)
+    assert cache.memory.max_bytes + cache.typeahead.max_bytes == 32 * 1024 * 1024
     httpx.put(gateway.url + "/agent/profile", json={"profile": "performance"})
-    assert wait_for(lambda: gateway.runtime.cache.memory.max_bytes == 256 * 1024 * 1024)
+    assert wait_for(lambda: cache.memory_budget == 256 * 1024 * 1024)
+    assert cache.memory.max_bytes + cache.typeahead.max_bytes == 256 * 1024 * 1024

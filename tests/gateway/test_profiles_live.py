@@ -163,11 +163,11 @@ def test_memory_pressure_shrinks_cache_and_unloads(powered: PoweredGateway, sim:
     gen(gw, LARGE, prompt="big")
     gen(gw, MEDIUM, prompt="medium", suffix="\n")  # performance's autocomplete model stays
     powered.set_power(plugged=True, ram_available_mb=500)
-    assert wait_for(lambda: gw.runtime.cache.memory.max_bytes == 16 * 1024 * 1024)
+    assert wait_for(lambda: gw.runtime.cache.memory_budget == 16 * 1024 * 1024)  # answers + typeahead
     assert wait_for(lambda: set(sim.sim.loaded) == {MEDIUM})
     assert powered.status()["policy"]["memory_pressure"] is True
     powered.set_power(plugged=True, ram_available_mb=6000)
-    assert wait_for(lambda: gw.runtime.cache.memory.max_bytes == 256 * 1024 * 1024)
+    assert wait_for(lambda: gw.runtime.cache.memory_budget == 256 * 1024 * 1024)
 
 
 def test_switch_mid_request_drops_nothing_and_mixes_nothing(make_gateway: GatewayFactory, tmp_path: Path) -> None:
