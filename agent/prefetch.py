@@ -143,6 +143,8 @@ class Prefetcher:
             key, api, model, route, path, dict(nbody, stream=False), headers, whole=True, priority=PREFETCH
         )
         nf.prefetch = True
+        if probe is not None:
+            self.rt.flights.add_guess(probe.family, probe.prefix, nf)
         self.counters["prefetch_issued"] += 1
         self.gate.issued(key, model)
 

@@ -98,6 +98,17 @@ def window_extends(newer: str, older: str) -> bool:
     return False
 
 
+def same_position(newer: str, older: str) -> bool:
+    """`newer` is `older` with whole lines dropped from its top and nothing typed: the
+    editor's window moved, the cursor did not (e.g. the prompt after accepting a suggestion
+    that a prefetch is already computing)."""
+    if newer == older:
+        return True
+    if len(newer) >= len(older) or len(newer) < ANCHOR_CHARS or not older.endswith(newer):
+        return False
+    return older[len(older) - len(newer) - 1] == "\n"
+
+
 @dataclass(frozen=True)
 class Record:
     suffix_hashes: frozenset[bytes]  # hashes of prefix[i:] for its first line starts i

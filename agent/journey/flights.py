@@ -19,12 +19,15 @@ from typing import Any
 import httpx
 
 from agent.cache.answers import DONE_LINE, chunk_is_final, completion_text, is_sse, stream_events, synth_completion
+from agent.cache.typeahead import same_position
 from agent.errors import StreamBroken, UpstreamError
 from agent.journey.preempt import PauseState
 from agent.upstreams.base import Reply, Upstream
 from agent.upstreams.pool import Route, retryable
 from agent.upstreams.scheduling import AUTOCOMPLETE, CHAT, Moved, Superseded
 
+MAX_GUESSES_PER_FAMILY = 4  # running prefetches remembered per typeahead family
+MAX_GUESS_FAMILIES = 256
 MAX_ABORT_HOLD_S = 3.0  # seconds an aborted request's slot is kept at most (prompt evaluation left)
 CHARS_PER_TOKEN = 4  # rough prompt size in tokens, for the abort hold
 
@@ -258,7 +261,11 @@ class Flight:
             return
         if isinstance(doc, dict):
             n, ns = doc.get("prompt_eval_count"), doc.get("prompt_eval_duration")
-            if isinstance(n, int) and isinstance(ns, int):
+            if not isinstance(n, int) or n <= 0:
+                # some servers report no prompt count (llama-cpp-python in some modes): the
+                # prompt's size in characters gives the same rough token count the hold uses
+                n = self.prompt_chars // CHARS_PER_TOKEN
+            if isinstance(ns, int):
                 upstream.scheduler.record_prompt_rate(n, ns / 1e9)
 
     def _abort_hold(self, upstream: Upstream) -> float:
@@ -386,10 +393,27 @@ class Flight:
 
 
 class Flights:
-    """The flights in the air, by cache key."""
+    """The flights in the air, by cache key (and prefetches also by typeahead family)."""
 
     def __init__(self) -> None:
         self._by_key: dict[str, Flight] = {}
+        self._guesses: dict[str, list[tuple[str, Flight]]] = {}  # family -> (prompt prefix, prefetch)
+
+    def add_guess(self, family: str, prefix: str, flight: Flight) -> None:
+        """A prefetch the editor's next request may join even when its window moved."""
+        live = [(p, f) for p, f in self._guesses.get(family, []) if not f.done]
+        live.append((prefix, flight))
+        self._guesses[family] = live[-MAX_GUESSES_PER_FAMILY:]
+        while len(self._guesses) > MAX_GUESS_FAMILIES:
+            del self._guesses[next(iter(self._guesses))]
+
+    def find_guess(self, family: str, prefix: str) -> Flight | None:
+        """A running prefetch for the same editing position whose prompt had more lines at
+        the top (the same suffix, model and options: the family)."""
+        for p, f in reversed(self._guesses.get(family, [])):
+            if not f.done and same_position(prefix, p):
+                return f
+        return None
 
     def get(self, key: str) -> Flight | None:
         f = self._by_key.get(key)
