@@ -7,6 +7,7 @@ PowergateError
  |    |    +-- UpstreamRefused     connection refused / DNS / connect timeout: nothing listens
  |    +-- UpstreamTimeout       connected, but no answer in time
  |    +-- UpstreamBusy          every slot taken and the queue is full
+ |    +-- StreamBroken          the upstream stopped in the middle of a streamed answer
  |    +-- ModelNotFound         no configured host has the model (Ollama's 404)
  |    +-- LightRAGUnavailable   the configured LightRAG server cannot be reached
  +-- CacheError             a cache tier failed (never fails a request)
@@ -52,6 +53,11 @@ class UpstreamRefused(UpstreamUnavailable):
 
 class LightRAGUnavailable(UpstreamError):
     status_code = 502
+
+
+class StreamBroken(UpstreamError):
+    """An answer stream was cut before its end: the client must see it broken (an error
+    line in its dialect, then an aborted connection), never a clean but short answer."""
 
 
 class UpstreamTimeout(UpstreamError):

@@ -11,6 +11,8 @@ import re
 import sys
 from pathlib import Path
 
+from agent.platform.private import private_file, private_tree
+
 LOG_FILE_BYTES = 2 * 1024 * 1024  # per file
 LOG_BACKUPS = 3
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -35,6 +37,15 @@ def _escape_one(m: re.Match[str]) -> str:
     return f"\\x{ord(c):02x}" if ord(c) <= 0xFF else f"\\u{ord(c):04x}"
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Log files readable by their user only (logs name models, paths and errors)."""
+
+    def _open(self):  # type: ignore[no-untyped-def]  # logging's own signature
+        stream = super()._open()
+        private_file(Path(self.baseFilename))
+        return stream
+
+
 class SafeFormatter(logging.Formatter):
     """One record, one line: the message is escaped; a traceback (added after the
     message by the base class) keeps its own lines."""
@@ -53,10 +64,8 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> Path | None:
     target = log_dir / "powergate.log"
     path: Path | None = target
     try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(
-            target, maxBytes=LOG_FILE_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
-        )
+        private_tree(log_dir)  # our own folder: logs of older versions too
+        fh = PrivateRotatingFileHandler(target, maxBytes=LOG_FILE_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
         fh.setFormatter(fmt)
         root.addHandler(fh)
     except OSError as exc:

@@ -15,10 +15,12 @@ from agent.control import Controller, ProfileChange
 from agent.journey.flights import Flights
 from agent.metrics import Metrics, StateCollector
 from agent.platform import paths
+from agent.platform.private import private_dir
 from agent.power.base import PowerSnapshot
 from agent.prefetch import Prefetcher
 from agent.profiles import TIERS, Profile
 from agent.routing import tier_of
+from agent.runner_context import ContextChoice, RunnerContexts
 from agent.services.lightrag import LightRAGFront
 from agent.upstreams.pool import UpstreamPool
 
@@ -46,10 +48,13 @@ class Runtime:
             up.scheduler.preempt_enabled = lambda: self.controller.profile.preempt
         self.flights = Flights()
         self.embed_pending: dict[str, asyncio.Future[Any]] = {}
+        # the user's alone; only its top here: the folders we create in it (cache, logs) are
+        # made private by their owners, and a --data-dir may hold files that are not ours
+        private_dir(settings.data_dir)
         key_dir = settings.config_file.parent if settings.config_file else paths.config_dir()
         codec = make_codec(settings.cache.encrypt, key_dir / KEY_FILE_NAME)
         self.cache = LayeredCache.for_profile(
-            self.controller.profile, settings.data_dir, codec, settings.cache.redis_url
+            self.controller.profile, settings.data_dir, codec, settings.cache.redis_url, settings.cache.redis_key
         )
         self.controller.listeners.append(self._on_profile)
         self.started_at = time.time()
@@ -60,6 +65,7 @@ class Runtime:
         # runner options each model last got from its clients, to count reloads we avoided
         self._client_runner: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self.reloads_avoided = 0
+        self.contexts = RunnerContexts()
         self.unloads = 0
         self.capped = 0
         self.counters: dict[str, int] = {}  # prefetch and scheduling counts, for metrics
@@ -97,7 +103,7 @@ class Runtime:
     async def _apply_profile(self, profile: Profile) -> None:
         await self.cache.apply_profile(profile)
         if self.memory_pressure:
-            await self.cache.memory.resize(min(self.cache.memory.max_bytes, PRESSURE_MEMORY_MB * MB))
+            await self.cache.resize_memory(min(self.cache.memory_budget, PRESSURE_MEMORY_MB * MB))
         if profile.enforce_cap:
             await self.unload_above(profile.cap, keep=set())
 
@@ -125,7 +131,7 @@ class Runtime:
                 self.spawn(self.cache.apply_profile(self.controller.profile))
 
     async def _relieve_memory(self) -> None:
-        await self.cache.memory.resize(min(self.cache.memory.max_bytes, PRESSURE_MEMORY_MB * MB))
+        await self.cache.resize_memory(min(self.cache.memory_budget, PRESSURE_MEMORY_MB * MB))
         p = self.controller.profile
         keep = {self.settings.models.for_tier(p.autocomplete)}
         await self.unload_above("small", keep=keep)
@@ -145,9 +151,10 @@ class Runtime:
         return done
 
     # ------------------------------------------------------------ runner options
-    def normalise_runner(self, body: dict[str, Any], profile: Profile, kind: str) -> None:
-        """Send the profile's keep_alive, num_ctx and num_thread, whatever each client asked,
-        so that Ollama loads each model once instead of reloading it per client."""
+    async def normalise_runner(self, body: dict[str, Any], profile: Profile, kind: str) -> ContextChoice | None:
+        """Send the profile's keep_alive and num_thread whatever each client asked, and one
+        num_ctx per model rounded up (agent/runner_context.py), so that Ollama loads each
+        model once instead of reloading it per client. Returns the num_ctx choice made."""
         model = body["model"]
         if body.get("keep_alive") not in (0, "0", "0s", "0m"):  # an explicit unload is honoured
             body["keep_alive"] = profile.keep_alive
@@ -161,8 +168,11 @@ class Runtime:
         self._client_runner.move_to_end(model)
         while len(self._client_runner) > MAX_RUNNER_MODELS:
             self._client_runner.popitem(last=False)
+        choice = None
         if kind not in ("embed", "embeddings"):
-            opts["num_ctx"] = profile.num_ctx
+            await self.contexts.refresh(self.upstreams.upstreams)
+            choice = self.contexts.choose(model, profile, opts.get("num_ctx"))
+            opts["num_ctx"] = choice.sent
         threads = profile.resolved_num_thread()
         if threads is None:
             opts.pop("num_thread", None)
@@ -170,6 +180,7 @@ class Runtime:
             opts["num_thread"] = threads
         opts.pop("num_batch", None)
         body["options"] = opts
+        return choice
 
     def tray_state(self) -> dict[str, Any]:
         """What the tray shows; read from the tray's thread (plain values only)."""

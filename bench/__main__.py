@@ -31,6 +31,7 @@ ALL = (
     "lightrag",
     "real",
     "hosts",
+    "interactive",
 )
 
 
@@ -50,7 +51,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.real:
-        args.only = ["real"]
+        args.only = ["real", "interactive"]
     n = args.n or (60 if args.quick else 400)
     want = set(args.only or ALL)
     out: dict[str, Any] = {
@@ -194,6 +195,15 @@ def main() -> None:
             out["real"] = real.run(args.quick)
         except RealServerError as exc:
             print(f"real model scenario not run: {exc}")
+    if "interactive" in want:
+        from bench import interactive
+        from tests.real.server import RealServerError
+
+        try:
+            out["interactive"] = interactive.run(args.quick)
+            print(interactive.table(out["interactive"]))
+        except RealServerError as exc:
+            print(f"interactive scenario not run: {exc}")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("quick.json" if args.quick else "latest.json")
     # A partial run (--only) updates its own sections and keeps the others.

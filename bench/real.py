@@ -25,7 +25,7 @@ import random
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from bench import harness
@@ -50,7 +50,6 @@ UNDER_MS = 100.0
 PROFILES = ("performance", "balanced", "battery-saver")
 SETTLE_S = 1.0  # seconds after a contender's turn for background prefetches to end
 CLIENT_TIMEOUT = 300.0  # seconds
-DISCONNECT_POLL_S = 0.05  # seconds between the proxy's checks for a client that left
 
 
 @dataclass
@@ -80,26 +79,33 @@ class CountingProxy:
         async def relay(request: Request) -> Response:
             body = await request.body()
             generating = request.method == "POST" and request.url.path.endswith("completions")
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+            upstream = await client.send(
+                client.build_request(request.method, request.url.path, content=body, headers=headers), stream=True
+            )
             if generating:
                 self.counts.generations += 1
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-            # Pass a client's disconnect on (a cancelled prefetch, an abort): the server must see
-            # it as it would without the proxy in between.
-            task = asyncio.ensure_future(
-                client.request(request.method, request.url.path, content=body, headers=headers)
+
+            # Relayed as it arrives: when the client leaves (an abort, a cancelled prefetch), the
+            # relay is cancelled and closes its upstream request, as the client's own would have.
+            async def chunks() -> AsyncIterator[bytes]:
+                seen = b""
+                finished = False
+                try:
+                    async for chunk in upstream.aiter_raw():
+                        seen += chunk
+                        yield chunk
+                    finished = True
+                finally:
+                    await upstream.aclose()
+                    if generating and upstream.status_code == 200:
+                        self.counts.tokens += tokens_in(seen)
+                        if not finished:
+                            self.counts.cancelled += 1
+
+            return StreamingResponse(
+                chunks(), status_code=upstream.status_code, media_type=upstream.headers.get("content-type")
             )
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
-                if done:
-                    break
-                if await request.is_disconnected():
-                    task.cancel()
-                    self.counts.cancelled += 1
-                    return Response(status_code=499)
-            r = task.result()
-            if generating and r.status_code == 200:
-                self.counts.tokens += tokens_in(r.content)
-            return Response(r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
 
         return Starlette(routes=[Route("/{path:path}", relay, methods=["GET", "POST"])])
 
@@ -311,7 +317,7 @@ def table(res: dict[str, Any]) -> str:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    res = editing_session(rounds=1 if quick else 3, region_chars=120 if quick else 400)
+    res = editing_session(rounds=1 if quick else 2, region_chars=120 if quick else 240)
     print(table(res))
     print(json.dumps({k: v["outcomes"] for k, v in res["contenders"].items()}))
     return res

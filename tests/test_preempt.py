@@ -38,7 +38,7 @@ def chat_body(temperature: float = 0, tokens: int = TOKENS) -> dict[str, Any]:
     return {
         "model": SMALL,
         "messages": [{"role": "user", "content": "explain the scheduler"}],
-        "options": {"temperature": temperature, "seed": 7, "num_predict": tokens},
+        "options": {"temperature": temperature, "seed": 7, "num_predict": tokens, "repeat_penalty": 1},
     }
 
 
@@ -120,7 +120,7 @@ async def test_raw_generate_resumes_with_prompt_plus_partial_output(slow_sim: Si
         "prompt": "Once upon a time",
         "raw": True,
         "stream": True,
-        "options": {"temperature": 0, "num_predict": 50},
+        "options": {"temperature": 0, "num_predict": 50, "repeat_penalty": 1},
     }
     assert resumable(upstream.kind, "/api/generate", body)
     f = flights.start(
@@ -163,14 +163,25 @@ async def test_raw_generate_resumes_with_prompt_plus_partial_output(slow_sim: Si
 
 
 def test_resumable_kinds() -> None:
-    chat = {"messages": [{"role": "user", "content": "hi"}]}
+    chat: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}]}
+    # reproducible answers only without repetition penalties (they look back over generated tokens)
+    assert not resumable("ollama", "/api/chat", dict(chat, options={"temperature": 0}))
+    assert not resumable("ollama", "/api/chat", dict(chat, options={"seed": 1, "repeat_penalty": 1.1}))
+    assert resumable("ollama", "/api/chat", dict(chat, options={"temperature": 0, "repeat_penalty": 1}))
+    assert not resumable(
+        "ollama", "/api/chat", dict(chat, options={"seed": 1, "repeat_penalty": 1, "presence_penalty": 1})
+    )
+    assert resumable("ollama", "/api/chat", dict(chat, options={"temperature": 0.8}))  # a sampled answer
     assert resumable("ollama", "/api/chat", chat)
     assert not resumable("ollama", "/api/chat", dict(chat, format="json"))  # a grammar from the start
     assert not resumable("ollama", "/api/chat", dict(chat, tools=[{"type": "function"}]))
     assert not resumable("ollama", "/api/generate", {"prompt": "x"})  # templated: no way to continue
     assert resumable("ollama", "/api/generate", {"prompt": "x", "raw": True})
     assert not resumable("ollama", "/v1/chat/completions", chat)
-    assert not resumable("openai", "/api/chat", chat)
+    assert not resumable("openai", "/api/chat", chat)  # llama-cpp-python starts a new turn
+    assert not resumable("llamacpp", "/api/chat", chat)
+    assert resumable("llamacpp", "/api/generate", {"prompt": "x"})  # a plain /v1/completions there
+    assert not resumable("llamacpp", "/api/generate", {"prompt": "x", "suffix": "y"})  # FIM
 
 
 def test_no_pause_when_the_profile_turns_it_off(slow_sim: SimServer, make_gateway: GatewayFactory) -> None:

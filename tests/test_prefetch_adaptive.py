@@ -80,3 +80,34 @@ def test_typeahead_through_the_gateway_when_the_window_moves(sim: SimServer, mak
         gw.url + "/api/generate", json=dict(body, prompt=window(source + completion[:2]), suffix="\n)"), timeout=10
     )
     assert r.headers["x-powergate-cache"] == "miss"
+
+
+def test_accepting_a_suggestion_joins_its_running_prefetch_when_the_window_moved(
+    make_gateway: GatewayFactory,
+) -> None:
+    from tests.simollama import SimOllama
+
+    with SimServer(SimOllama(token_delay_s=0.15, one_slot=True)) as slow:
+        gw = make_gateway(slow.url, profile="performance")
+        source = "".join(f"v{i} = compute({i})\n" for i in range(60)) + "result = "
+        body = dict(FIM, options={"temperature": 0, "num_predict": 4})
+        completion = httpx.post(gw.url + "/api/generate", json=dict(body, prompt=window(source)), timeout=30).json()[
+            "response"
+        ]
+        assert wait_for(lambda: gw.runtime.counters["prefetch_issued"] == 1, timeout=10)
+        accepted = window(source + completion)
+        assert accepted != window(source) + completion  # the editor's window dropped lines at the top
+        assert wait_for(lambda: len(slow.sim.inference_log()) == 2, timeout=10)  # the guess is running
+        calls = len(slow.sim.inference_log())
+        r = httpx.post(gw.url + "/api/generate", json=dict(body, prompt=accepted), timeout=30)
+        assert r.status_code == 200 and r.headers["x-powergate-cache"] in ("coalesced", "typeahead")
+        assert len(slow.sim.inference_log()) == calls  # no new generation: the prefetch answered
+        assert gw.runtime.counters["prefetch_used"] == 1
+        guess = [e for e in slow.sim.inference_log() if e.body["prompt"] == window(source) + completion]
+        assert (
+            guess
+            and r.json()["response"]
+            == httpx.post(slow.url + "/api/generate", json=dict(guess[0].body, stream=False), timeout=30).json()[
+                "response"
+            ]
+        )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,19 @@ from typing import Any
 import diskcache
 
 from agent.cache.base import Entry, TierStats
-from agent.cache.codec import Codec
+from agent.cache.codec import MAX_ENTRY_BYTES, Codec
 from agent.errors import CacheError
+from agent.logs import escape_controls
+from agent.platform.private import private_dir, private_tree
 
 log = logging.getLogger(__name__)
 
 DISK_THREADS = 2  # SQLite serialises writers anyway; two lets a read pass a write
 FILTER_BITS = 1 << 23  # 1 MB of bits: about 1% false positives at 800k keys
 FILTER_HASHES = 4
+FAILURE_LOG_EVERY_S = 60.0  # seconds between warnings while the disk keeps failing (a full disk)
+# What a full or failing disk raises through diskcache: SQLite's errors, the OS's, diskcache's lock timeout.
+DISK_ERRORS = (sqlite3.Error, OSError, diskcache.Timeout)
 
 
 class KeyFilter:
@@ -62,7 +69,7 @@ class DiskTier:
         self.directory = directory
         self.codec = codec
         self.max_bytes = max_bytes
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         self._pool = ThreadPoolExecutor(DISK_THREADS, thread_name_prefix="disk-cache")
         self._cache = diskcache.Cache(
             str(directory),
@@ -72,7 +79,9 @@ class DiskTier:
             # Entries are small: keep them all inside SQLite so one transaction covers each.
             disk_min_file_size=1 << 30,
         )
+        private_tree(directory)  # cache.db and files from older versions; SQLite copies the mode to -wal/-shm
         self.st = TierStats(self.name, max_bytes=max_bytes)
+        self._failure_logged_at = -FAILURE_LOG_EVERY_S
         self.filter = KeyFilter()
         self._pool.submit(self._load_filter)
 
@@ -85,6 +94,36 @@ class DiskTier:
     async def _run(self, fn: Any, *args: Any, **kw: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kw))
+
+    async def _guarded(self, fn: Any, *args: Any, write: bool = False, **kw: Any) -> tuple[bool, Any]:
+        """(True, result), or (False, None) when the disk failed: the tier is then marked
+        degraded (status shows why), warned about once a minute, and tried again on the
+        next call; the next successful write (reads work on a full disk too) marks it
+        available again, so it recovers by itself when space is freed."""
+        try:
+            result = await self._run(fn, *args, **kw)
+        except DISK_ERRORS as exc:
+            self._failed(exc)
+            return False, None
+        if write and not self.st.available:
+            self.st.available = True
+            self.st.error = ""
+            log.info("disk cache tier %s is working again", self.directory)
+        return True, result
+
+    def _failed(self, exc: BaseException) -> None:
+        self.st.available = False
+        self.st.failures += 1
+        self.st.error = escape_controls(f"{type(exc).__name__}: {exc}")
+        now = time.monotonic()
+        if now - self._failure_logged_at >= FAILURE_LOG_EVERY_S:
+            self._failure_logged_at = now
+            log.warning(
+                "disk cache tier degraded (%s; %d failures): answers are still served, the disk is retried on "
+                "every write",
+                self.st.error,
+                self.st.failures,
+            )
 
     def _get_blocking(self, key: str) -> Entry | None:
         raw = self._cache.get(key)
@@ -104,7 +143,7 @@ class DiskTier:
         if not self.filter.maybe(key):
             self.st.misses += 1
             return None
-        entry = await self._run(self._get_blocking, key)
+        _, entry = await self._guarded(self._get_blocking, key)
         if entry is None:
             self.st.misses += 1
         else:
@@ -123,7 +162,7 @@ class DiskTier:
         if self.max_bytes <= 0 or not keys:
             return {}
         maybe = [k for k in keys if self.filter.maybe(k)]
-        found: dict[str, Entry] = await self._run(self.get_many_blocking, maybe) if maybe else {}
+        found: dict[str, Entry] = (await self._guarded(self.get_many_blocking, maybe))[1] or {} if maybe else {}
         self.st.hits += len(found)
         self.st.misses += len(keys) - len(found)
         return found
@@ -131,24 +170,31 @@ class DiskTier:
     async def set(self, key: str, entry: Entry, ttl_s: float) -> None:
         if self.max_bytes <= 0:
             return
-        data = self.codec.pack(entry.encoded())
+        raw = entry.encoded()
+        if len(raw) > MAX_ENTRY_BYTES:
+            return  # no reader would accept it
+        data = self.codec.pack(raw)
         self.filter.add(key)
-        await self._run(self._cache.set, key, data, expire=ttl_s)
-        self.st.writes += 1
+        ok, _ = await self._guarded(self._cache.set, key, data, write=True, expire=ttl_s)
+        if ok:
+            self.st.writes += 1
 
     def set_many_blocking(self, items: list[tuple[str, Entry]], ttl_s: float) -> None:
         # One transaction for a batch (embedding re-index writes hundreds at once).
         with self._cache.transact():
             for key, entry in items:
-                self._cache.set(key, self.codec.pack(entry.encoded()), expire=ttl_s)
+                raw = entry.encoded()
+                if len(raw) <= MAX_ENTRY_BYTES:
+                    self._cache.set(key, self.codec.pack(raw), expire=ttl_s)
 
     async def set_many(self, items: list[tuple[str, Entry]], ttl_s: float) -> None:
         if self.max_bytes <= 0 or not items:
             return
         for key, _ in items:
             self.filter.add(key)
-        await self._run(self.set_many_blocking, items, ttl_s)
-        self.st.writes += len(items)
+        ok, _ = await self._guarded(self.set_many_blocking, items, ttl_s, write=True)
+        if ok:
+            self.st.writes += len(items)
 
     async def delete(self, key: str) -> None:
         await self._run(self._cache.delete, key)
@@ -173,7 +219,9 @@ class DiskTier:
             self._cache.expire()
             return len(self._cache), self._cache.volume()
 
-        self.st.entries, self.st.bytes = await self._run(read)
+        ok, figures = await self._guarded(read)
+        if ok:
+            self.st.entries, self.st.bytes = figures
         self.st.enabled = self.max_bytes > 0
         return self.st
 

@@ -19,6 +19,9 @@ from agent.profiles import Profile
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
+# Of a profile's memory_mb, the part the typeahead index may hold (its completion texts);
+# the memory tier gets the rest, so the two together keep the profile's bound.
+TYPEAHEAD_SHARE = 0.125
 HIT = {"memory": "hit-memory", "disk": "hit-disk", "redis": "hit-redis"}
 
 
@@ -29,18 +32,30 @@ class LayeredCache:
         self.redis = redis
         self.ttl_s = ttl_s
         self.typeahead = TypeaheadIndex()
+        self.memory_budget = memory.max_bytes
         self._writes: set[asyncio.Task[None]] = set()
         self.coalesced = 0
         self.typeahead_hits = 0
         self.cleared_at = 0.0
 
     @classmethod
-    def for_profile(cls, profile: Profile, data_dir: Any, codec: Codec, redis_url: str) -> LayeredCache:
+    def for_profile(
+        cls, profile: Profile, data_dir: Any, codec: Codec, redis_url: str, redis_key: str = ""
+    ) -> LayeredCache:
         from pathlib import Path
 
         disk = DiskTier(Path(data_dir) / "cache", int(profile.disk_mb * MB), codec)
-        redis = RedisTier(redis_url, codec) if redis_url else None
-        return cls(MemoryTier(int(profile.memory_mb * MB)), disk, redis, profile.ttl_s)
+        redis = RedisTier(redis_url, codec, redis_key) if redis_url else None
+        budget = int(profile.memory_mb * MB)
+        cache = cls(MemoryTier(budget), disk, redis, profile.ttl_s)
+        cache.split_memory(budget)
+        return cache
+
+    def split_memory(self, budget: int) -> None:
+        """Share one memory budget between the answers and the typeahead index."""
+        self.memory_budget = budget
+        self.typeahead.resize(int(budget * TYPEAHEAD_SHARE))
+        self.memory.max_bytes = self.memory.st.max_bytes = budget - self.typeahead.max_bytes
 
     @property
     def tiers(self) -> list[Any]:
@@ -134,9 +149,15 @@ class LayeredCache:
 
     async def apply_profile(self, profile: Profile) -> None:
         self.ttl_s = profile.ttl_s
-        await self.memory.resize(int(profile.memory_mb * MB))
+        await self.resize_memory(int(profile.memory_mb * MB))
         if self.disk is not None:
             await self.disk.resize(int(profile.disk_mb * MB))
+
+    async def resize_memory(self, budget: int) -> None:
+        """One memory budget for the answers and the typeahead index; a shrink evicts now."""
+        self.memory_budget = budget
+        self.typeahead.resize(int(budget * TYPEAHEAD_SHARE))
+        await self.memory.resize(budget - self.typeahead.max_bytes)
 
     async def stats(self) -> list[TierStats]:
         return [await t.stats() for t in self.tiers]

@@ -6,6 +6,8 @@ request ever waits on (or fails because of) an absent Redis."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import time
 
@@ -13,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from agent.cache.base import Entry, TierStats
-from agent.cache.codec import Codec
+from agent.cache.codec import MAX_ENTRY_BYTES, Codec
 from agent.errors import CacheError
 
 log = logging.getLogger(__name__)
@@ -22,14 +24,22 @@ REDIS_TIMEOUT = 0.25  # seconds per operation; a LAN Redis answers in about a mi
 RETRY_AFTER = 10.0  # seconds the tier rests after a failure
 KEY_PREFIX = "powergate:v1:"
 COUNT_EVERY_S = 60.0  # seconds between SCANs that count our keys: the dashboard polls every few seconds
+# Every value carries an HMAC-SHA256 of its key and bytes under the team key ([cache]
+# redis_key): anyone who can write to the shared Redis but lacks the key cannot forge an
+# answer or move a real one under another request's key.
+SEAL = b"pg1"
+MAC_BYTES = 32
+REJECT_LOG_EVERY_S = 60.0  # seconds between warnings about values that fail the check
 
 
 class RedisTier:
     name = "redis"
 
-    def __init__(self, url: str, codec: Codec) -> None:
+    def __init__(self, url: str, codec: Codec, key: str | bytes) -> None:
         self.url = url
         self.codec = codec
+        self._key = key.encode() if isinstance(key, str) else key
+        self._rejected_logged_at = -REJECT_LOG_EVERY_S
         self._client = aioredis.Redis.from_url(
             url,
             socket_timeout=REDIS_TIMEOUT,
@@ -40,6 +50,35 @@ class RedisTier:
         self._down_until = 0.0
         self._counted_at = -COUNT_EVERY_S  # never counted yet
         self.st = TierStats(self.name, available=False, error="not checked yet")
+
+    # ------------------------------------------------------------ authentication
+    def _mac(self, key: str, packed: bytes) -> bytes:
+        msg = KEY_PREFIX.encode() + key.encode() + b"\0" + packed
+        return hmac.new(self._key, msg, hashlib.sha256).digest()
+
+    def seal(self, key: str, packed: bytes) -> bytes:
+        return SEAL + self._mac(key, packed) + packed
+
+    def _decode(self, key: str, raw: bytes | str) -> Entry | None:
+        """The entry stored under `key`, or None (counted) if it fails the check."""
+        data = raw if isinstance(raw, bytes) else raw.encode()
+        head, mac, packed = data[: len(SEAL)], data[len(SEAL) : len(SEAL) + MAC_BYTES], data[len(SEAL) + MAC_BYTES :]
+        if head != SEAL or not hmac.compare_digest(mac, self._mac(key, packed)):
+            self._reject("its HMAC does not match the team key ([cache] redis_key)")
+            return None
+        try:
+            return Entry.decode(self.codec.unpack(packed, MAX_ENTRY_BYTES))
+        except (CacheError, ValueError, KeyError) as exc:
+            # Same key, another encryption key or version: not ours to read.
+            self._reject(str(exc))
+            return None
+
+    def _reject(self, why: str) -> None:
+        self.st.rejected += 1
+        now = time.monotonic()
+        if now - self._rejected_logged_at >= REJECT_LOG_EVERY_S:
+            self._rejected_logged_at = now
+            log.warning("ignoring redis cache values that fail the check (%s); %d so far", why, self.st.rejected)
 
     @property
     def usable(self) -> bool:
@@ -81,10 +120,8 @@ class RedisTier:
         if raw is None:
             self.st.misses += 1
             return None
-        try:
-            entry = Entry.decode(self.codec.unpack(raw if isinstance(raw, bytes) else raw.encode()))
-        except (CacheError, ValueError, KeyError):
-            # Another machine with another key (or version): not ours to read.
+        entry = self._decode(key, raw)
+        if entry is None:
             self.st.misses += 1
             return None
         self.st.hits += 1
@@ -103,10 +140,9 @@ class RedisTier:
         for k, raw in zip(keys, raws, strict=True):
             if raw is None:
                 continue
-            try:
-                out[k] = Entry.decode(self.codec.unpack(raw if isinstance(raw, bytes) else raw.encode()))
-            except (CacheError, ValueError, KeyError):
-                continue
+            entry = self._decode(k, raw)
+            if entry is not None:
+                out[k] = entry
         self.st.hits += len(out)
         self.st.misses += len(keys) - len(out)
         return out
@@ -120,7 +156,10 @@ class RedisTier:
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for key, entry in items:
-                    pipe.set(KEY_PREFIX + key, self.codec.pack(entry.encoded()), ex=max(1, int(ttl_s)))
+                    raw = entry.encoded()
+                    if len(raw) > MAX_ENTRY_BYTES:
+                        continue  # no reader would accept it
+                    pipe.set(KEY_PREFIX + key, self.seal(key, self.codec.pack(raw)), ex=max(1, int(ttl_s)))
                 await pipe.execute()
             self._ok()
             self.st.writes += len(items)

@@ -40,6 +40,8 @@ MAX_PER_FAMILY = 128
 ANCHOR_CHARS = 64  # characters before the cursor that pick candidate records
 DROP_SLACK_CHARS = 1024  # characters beyond the typed ones a window may drop from its top (a long line)
 MAX_LINE_STARTS = 128  # suffix hashes kept per record
+RECORD_OVERHEAD = 200  # bytes of a Record, its prompt hash and list slot besides the completion text
+HASH_OVERHEAD = 90  # bytes per line-start hash of a record (the bytes object and its set slot)
 MAX_COMPLETION_CHARS = 4096  # longer completions are not indexed (a lookup walks back this far)
 
 # (families, prefix marker, suffix marker, middle marker or ""): from the one table in agent/fim.py
@@ -96,6 +98,17 @@ def window_extends(newer: str, older: str) -> bool:
     return False
 
 
+def same_position(newer: str, older: str) -> bool:
+    """`newer` is `older` with whole lines dropped from its top and nothing typed: the
+    editor's window moved, the cursor did not (e.g. the prompt after accepting a suggestion
+    that a prefetch is already computing)."""
+    if newer == older:
+        return True
+    if len(newer) >= len(older) or len(newer) < ANCHOR_CHARS or not older.endswith(newer):
+        return False
+    return older[len(older) - len(newer) - 1] == "\n"
+
+
 @dataclass(frozen=True)
 class Record:
     suffix_hashes: frozenset[bytes]  # hashes of prefix[i:] for its first line starts i
@@ -129,14 +142,30 @@ class Family:
         self.by_anchor: dict[int, list[Record]] = {}
         self.order: OrderedDict[bytes, int] = OrderedDict()  # prompt hash -> anchor, oldest first
         self.max_completion = 0
+        self.bytes = 0
+
+
+def _record_bytes(r: Record) -> int:
+    return len(r.completion) + RECORD_OVERHEAD + HASH_OVERHEAD * len(r.suffix_hashes)
 
 
 class TypeaheadIndex:
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = 1 << 62) -> None:
         self._families: OrderedDict[str, Family] = OrderedDict()
         self.hits = 0
         self.lookups = 0
         self.window_hits = 0  # hits where the prompt's start had moved (lines dropped from the top)
+        self.max_bytes = max_bytes
+        self.bytes = 0  # completion text and records held, counted against the memory budget
+
+    def resize(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._evict()
+
+    def _evict(self) -> None:
+        while self.bytes > self.max_bytes and self._families:
+            _, fam = self._families.popitem(last=False)
+            self.bytes -= fam.bytes
 
     def add(self, probe: Probe, completion: str, entry_key: str) -> None:
         if not completion or len(completion) > MAX_COMPLETION_CHARS:
@@ -145,7 +174,8 @@ class TypeaheadIndex:
         if fam is None:
             fam = self._families[probe.family] = Family()
             while len(self._families) > MAX_FAMILIES:
-                self._families.popitem(last=False)
+                _, old = self._families.popitem(last=False)
+                self.bytes -= old.bytes
         else:
             self._families.move_to_end(probe.family)
         p = probe.prefix
@@ -155,17 +185,23 @@ class TypeaheadIndex:
         anchor = _anchor(p)
         self._drop(fam, ph)
         fam.by_anchor.setdefault(anchor, []).append(rec)
+        size = _record_bytes(rec)
+        fam.bytes += size
+        self.bytes += size
         fam.order[ph] = anchor
         fam.max_completion = max(fam.max_completion, len(completion))
         while len(fam.order) > MAX_PER_FAMILY:
             # The oldest first: the user has typed on since.
             self._drop(fam, next(iter(fam.order)))
+        self._evict()
 
-    @staticmethod
-    def _drop(fam: Family, ph: bytes) -> None:
+    def _drop(self, fam: Family, ph: bytes) -> None:
         anchor = fam.order.pop(ph, None)
         if anchor is None:
             return
+        freed = sum(_record_bytes(r) for r in fam.by_anchor.get(anchor, []) if r.prompt_hash == ph)
+        fam.bytes -= freed
+        self.bytes -= freed
         recs = [r for r in fam.by_anchor.get(anchor, []) if r.prompt_hash != ph]
         if recs:
             fam.by_anchor[anchor] = recs
@@ -200,6 +236,7 @@ class TypeaheadIndex:
 
     def clear(self) -> None:
         self._families.clear()
+        self.bytes = 0
 
     def __len__(self) -> int:
         return sum(len(f.order) for f in self._families.values())

@@ -26,6 +26,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from agent.gateway.guard import ABORT_EXTENSION
+
 log = logging.getLogger(__name__)
 
 HEADER_TIMEOUT_S = 10.0  # seconds from connect (or a request's first byte) to the end of its headers
@@ -138,6 +140,17 @@ def guarded_protocol(limits: ConnectionLimits, counters: Counters) -> type[HttpT
             counters.body_timeouts += 1
             self._close_with(408, "Request Timeout", f"no request body received for {limits.body_idle_timeout_s:g} s")
 
+        def _abort_response(self) -> None:
+            """End the current response as broken: what was written is flushed, then the
+            connection closes without a chunked terminator (clients raise)."""
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True  # later sends of this response are dropped
+                cycle.keep_alive = False
+                cycle.message_event.set()
+            if not self.transport.is_closing():
+                self.transport.close()
+
         # ------------------------------------------------------------ connection life
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -180,6 +193,8 @@ def guarded_protocol(limits: ConnectionLimits, counters: Counters) -> type[HttpT
         # ------------------------------------------------------------ parser callbacks
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            extensions: dict[str, Any] = {ABORT_EXTENSION: self._abort_response}
+            self.scope["extensions"] = extensions  # type: ignore[typeddict-item]
             if self._waiting_since is None:
                 self._waiting_since = time.monotonic()
             if self._read_timer is None:

@@ -15,9 +15,14 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent.errors import StreamBroken
 from agent.gateway.responses import error_body
 
 log = logging.getLogger(__name__)
+
+# scope["extensions"] key of a callable our HTTP protocol provides: ends the current
+# response by closing the connection without the chunked terminator
+ABORT_EXTENSION = "powergate.abort"
 
 
 class ErrorGuard:
@@ -45,7 +50,16 @@ class ErrorGuard:
             if complete:
                 return  # answered (500 by the app's handler, which logged it)
             if started:
-                raise  # mid-body: let the server abort the connection
+                # mid-body: the connection must end without a clean end of body
+                abort = scope.get("extensions", {}).get(ABORT_EXTENSION)
+                if isinstance(exc, StreamBroken):
+                    log.warning("%s: %s; the client's connection was aborted", scope.get("path", ""), exc)
+                else:
+                    log.exception("internal error in the middle of %s", scope.get("path", ""))
+                if abort is None:
+                    raise  # another server: it closes the connection on an exception
+                abort()
+                return
             log.exception("internal error on %s", scope.get("path", ""))
             path = str(scope.get("path", ""))
             body = error_body(path, f"internal error in powergate: {type(exc).__name__}", 500)

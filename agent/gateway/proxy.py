@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive
 
-from agent.gateway.responses import NDJSON, SSE, error_response, is_openai_path
+from agent.errors import StreamBroken
+from agent.gateway.responses import H_MODEL, NDJSON, NO_MODEL, SSE, error_response, is_openai_path, json_media
 from agent.upstreams.base import HOP_HEADERS, RESPONSE_DROP, Reply, Upstream
 
 T = TypeVar("T")
@@ -66,12 +67,13 @@ def relay_headers(resp: Reply, extra: dict[str, str]) -> dict[str, str]:
 
 def upstream_error(path: str, status: int, body: bytes, headers: dict[str, str]) -> Response:
     """Relay an upstream error with its status; wrap a non-JSON body in the API's format."""
+    headers = dict(headers, **{H_MODEL: NO_MODEL})  # no model produced this answer
     try:
         parsed = json.loads(body)
         if isinstance(parsed, dict) and "error" in parsed:
             if is_openai_path(path) and isinstance(parsed["error"], str):
                 return error_response(path, parsed["error"], status, headers=headers)
-            return Response(body, status_code=status, media_type="application/json", headers=headers)
+            return Response(body, status_code=status, media_type=json_media(path), headers=headers)
     except ValueError:
         pass
     text = body.decode("utf-8", "replace").strip() or "no message"
@@ -105,9 +107,10 @@ async def relay_chunks(
         if on_line is not None and buf.strip():
             on_line(buf)
         finished = True
-    except httpx.HTTPError:
-        # The upstream went away mid-stream: the client sees the stream end early.
+    except httpx.HTTPError as exc:
+        # The upstream went away mid-stream: say so, and let the connection be aborted.
         finished = False
+        raise StreamBroken(f"the model server stopped before the answer was complete ({type(exc).__name__})") from None
     finally:
         await resp.aclose()
         if on_end is not None:
@@ -116,9 +119,35 @@ async def relay_chunks(
                 await r
 
 
+def broken_line(path: str, message: str) -> bytes:
+    """The error a model server writes in the middle of a stream, in the client's dialect:
+    Ollama's `{"error": ...}` line on NDJSON, an error event on SSE (OpenAI's clients raise
+    on a `data:` payload with an "error" member)."""
+    if is_openai_path(path):
+        doc = {"error": {"message": message, "type": "api_error", "param": None, "code": None}}
+        return b"data: " + json.dumps(doc).encode() + b"\n\n"
+    return json.dumps({"error": message}).encode() + b"\n"
+
+
+async def end_visibly(path: str, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Relay `body`; if it breaks, add the error line and re-raise, so that the edge aborts
+    the connection (no clean chunked end): clients raise instead of keeping a short answer."""
+    tail = b"\n\n"
+    try:
+        async for chunk in body:
+            if chunk:
+                tail = (tail + chunk)[-2:]
+            yield chunk
+    except StreamBroken as exc:
+        sep = b"\n\n" if is_openai_path(path) else b"\n"
+        lead = b"" if tail.endswith(sep) else sep  # never glue the error onto a half-written line
+        yield lead + broken_line(path, str(exc))
+        raise
+
+
 def stream_response(path: str, body: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:
     media = SSE if is_openai_path(path) else NDJSON
-    return StreamingResponse(body, media_type=media, headers=headers)
+    return StreamingResponse(end_visibly(path, body), media_type=media, headers=headers)
 
 
 async def passthrough(request: Request, upstream: Upstream, extra_headers: dict[str, str]) -> Response:
@@ -131,6 +160,11 @@ async def passthrough(request: Request, upstream: Upstream, extra_headers: dict[
     headers = relay_headers(resp, extra_headers)
     media = resp.headers.get("content-type")
     headers.pop("content-type", None)
+    # A body Ollama sent with a length keeps it (we ask for identity encoding, so the bytes
+    # are relayed unchanged): not re-chunked, and a HEAD says how long the GET would be.
+    length = resp.headers.get("content-length")
+    if length is not None and "content-encoding" not in resp.headers:
+        headers["content-length"] = length
     if request.method == "HEAD":
         await resp.aclose()
         return Response(b"", status_code=resp.status_code, headers=headers, media_type=media)

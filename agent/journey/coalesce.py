@@ -18,6 +18,9 @@ def join(req: InferenceRequest, rt: Runtime, cp: CachePlan) -> Flight | None:
     if req.no_read:
         return None  # no-cache: the client wants a fresh answer, not someone else's
     flight = rt.flights.get(cp.key)
+    if flight is None and cp.probe is not None:
+        # the prefetch of this position, asked with the window's older start
+        flight = rt.flights.find_guess(cp.probe.family, cp.probe.prefix)
     if flight is None:
         return None
     req.headers[H_CACHE] = COALESCED

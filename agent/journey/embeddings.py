@@ -23,7 +23,7 @@ from agent.cache.base import Entry
 from agent.cache.keys import RUNNER_ONLY_OPTIONS, embedding_key
 from agent.errors import PowergateError, UpstreamError
 from agent.gateway import proxy
-from agent.gateway.responses import H_CACHE, H_PROFILE, H_UPSTREAM, error_response, powergate_headers
+from agent.gateway.responses import H_CACHE, H_PROFILE, H_UPSTREAM, error_response, json_media, powergate_headers
 from agent.journey.request import InferenceRequest
 from agent.profiles import Profile
 from agent.upstreams.base import Reply, Upstream
@@ -36,6 +36,12 @@ EMBED_BATCH = 16  # inputs per upstream call: a re-index holds Ollama only brief
 H_INPUTS = "X-Powergate-Cache-Inputs"  # "cached/total" inputs of an embedding request
 
 
+def _retrieve(task: asyncio.Task[None]) -> None:
+    # the starter may be gone: its error is answered to the followers, not left unread
+    if not task.cancelled():
+        task.exception()
+
+
 class UpstreamFailed(Exception):
     def __init__(self, response: Response) -> None:
         self.response = response
@@ -45,6 +51,7 @@ class EmbeddingService:
     def __init__(self, rt: Runtime, error: Callable[..., Response]) -> None:
         self.rt = rt
         self._error = error
+        self._waiting: dict[str, int] = {}  # input key -> requests following its fetch (bounded by requests)
 
     async def handle(self, req: InferenceRequest) -> Response:
         path, body, profile, no_read, no_store = req.path, req.body, req.profile, req.no_read, req.no_store
@@ -52,10 +59,15 @@ class EmbeddingService:
         model = body["model"]
         legacy = path == "/api/embeddings"
         if legacy:
-            inputs = [body.get("prompt") or ""]
+            inputs = [body["prompt"]] if body.get("prompt") else []
         else:
             raw = body.get("input")
-            inputs = [raw] if isinstance(raw, str) else list(raw or [])
+            if isinstance(raw, str):
+                # Ollama's /api/embed drops an empty string (no inputs: "embeddings": []);
+                # its /v1/embeddings turns "" into [""] before that (middleware/openai.go).
+                inputs = [raw] if raw or req.openai else []
+            else:
+                inputs = list(raw or [])
         options = {k: v for k, v in (body.get("options") or {}).items() if k not in RUNNER_ONLY_OPTIONS}
         params = {
             "api": "legacy" if legacy else "embed",
@@ -64,11 +76,10 @@ class EmbeddingService:
             "options": options,
         }
         headers = powergate_headers("miss", model, profile.name)
-        if legacy and inputs == [""]:
-            # Ollama answers an empty legacy prompt with an empty vector; nothing to cache.
-            return Response(
-                b'{"embedding":[]}', media_type="application/json", headers=dict(headers, **{H_CACHE: "bypass"})
-            )
+        if not inputs:
+            # Nothing to embed: Ollama still checks (and loads) the model, then answers an empty
+            # list. Asked as it is, so an unknown model is the same 404 as without powergate.
+            return await self._relay_empty(req, model)
 
         keys = [embedding_key(model, t, params) for t in inputs]
         text_of = dict(zip(keys, inputs, strict=True))
@@ -78,6 +89,9 @@ class EmbeddingService:
         if use_cache and not no_read:
             found = await self.rt.cache.lookup_many(unique)
         vectors: dict[str, bytes] = {k: e.chunks[0] for k, (e, _) in found.items()}
+        # The tokens each input cost when it was embedded: a cached input reports them again,
+        # as clients bill and log usage per request.
+        tokens: dict[str, int] = {k: int(e.meta.get("tokens") or 0) for k, (e, _) in found.items()}
         missing = [k for k in unique if k not in vectors]
         pending = self.rt.embed_pending
         theirs = [k for k in missing if k in pending and not no_read]
@@ -87,23 +101,32 @@ class EmbeddingService:
         for k, f in futures.items():
             pending.setdefault(k, f)
         stats = {"total_duration": 0, "load_duration": 0, "prompt_eval_count": 0}
+        # The upstream call belongs to every request waiting for its inputs, not to the
+        # one that started it: if that client leaves, the call goes on for the others.
+        fetch: asyncio.Task[None] | None = None
         served: list[str] = []  # the host(s) that answered
+        if mine:
+            texts = [text_of[k] for k in mine]
+            store = use_cache and not no_store
+            fetch = asyncio.ensure_future(
+                self._fetch_shared(req, model, mine, texts, legacy, stats, futures, store, served)
+            )
+            fetch.add_done_callback(_retrieve)
+        for k in theirs:
+            self._waiting[k] = self._waiting.get(k, 0) + 1
         try:
-            if mine:
-                got = await proxy.until_done(
-                    request,
-                    self._fetch(req, model, [text_of[k] for k in mine], legacy, stats, served),
-                )
+            if fetch is not None:
+                await proxy.until_done(request, asyncio.shield(fetch))
                 if served:
                     headers[H_UPSTREAM] = served[-1]
-                for k, vec in zip(mine, got, strict=True):
-                    vectors[k] = vec
-                    futures[k].set_result(vec)
-                if use_cache and not no_store:
-                    self.rt.cache.store_many([(k, Entry("embedding", model, [vectors[k]])) for k in mine])
+                for k in mine:
+                    vectors[k], tokens[k] = futures[k].result()
             if theirs:
-                shared = await proxy.until_done(request, asyncio.gather(*(pending[k] for k in theirs)))
-                vectors.update(zip(theirs, shared, strict=True))
+                # shielded: a follower that leaves must not cancel the others' inputs
+                shared = await proxy.until_done(request, asyncio.gather(*(asyncio.shield(pending[k]) for k in theirs)))
+                for k, (vec, n) in zip(theirs, shared, strict=True):
+                    vectors[k] = vec
+                    tokens[k] = n
         except UpstreamFailed as exc:
             self._fail(futures)
             return exc.response
@@ -111,15 +134,19 @@ class EmbeddingService:
             self._fail(futures)
             return self._error(path, exc, model, profile.name)
         except proxy.ClientGone:
-            self._fail(futures)
+            if fetch is not None and not fetch.done() and not any(self._waiting.get(k) for k in mine):
+                fetch.cancel()  # nobody else waits for these inputs: stop the upstream work
             return Response(status_code=499)
         except PowergateError as exc:
             self._fail(futures)
             return error_response(path, str(exc), 502, headers=headers)
         finally:
-            for k, f in futures.items():
-                if pending.get(k) is f:
-                    del pending[k]
+            for k in theirs:
+                left = self._waiting.get(k, 1) - 1
+                if left > 0:
+                    self._waiting[k] = left
+                else:
+                    self._waiting.pop(k, None)
 
         cached = len(keys) - sum(1 for k in keys if k in futures)
         if missing and mine:
@@ -134,7 +161,41 @@ class EmbeddingService:
         headers[H_CACHE] = outcome
         headers[H_INPUTS] = f"{cached}/{len(keys)}"
         ordered = [vectors[k] for k in keys]
-        return Response(self._render(path, model, ordered, body, stats), media_type="application/json", headers=headers)
+        stats["prompt_eval_count"] = sum(tokens[k] for k in keys)
+        return Response(self._render(path, model, ordered, body, stats), media_type=json_media(path), headers=headers)
+
+    async def _fetch_shared(
+        self,
+        req: InferenceRequest,
+        model: str,
+        keys: list[str],
+        texts: list[str],
+        legacy: bool,
+        stats: dict[str, int],
+        futures: dict[str, asyncio.Future[Any]],
+        store: bool,
+        served: list[str],
+    ) -> None:
+        """Fetch the inputs, hand each vector to everyone waiting for it, store them."""
+        pending = self.rt.embed_pending
+        try:
+            got = await self._fetch(req, model, texts, legacy, stats, served)
+            for k, (vec, n) in zip(keys, got, strict=True):
+                futures[k].set_result((vec, n))
+            if store:
+                self.rt.cache.store_many(
+                    [
+                        (k, Entry("embedding", model, [vec], meta={"tokens": n}))
+                        for k, (vec, n) in zip(keys, got, strict=True)
+                    ]
+                )
+        except BaseException:
+            self._fail(futures)
+            raise
+        finally:
+            for k, f in futures.items():
+                if pending.get(k) is f:
+                    del pending[k]
 
     @staticmethod
     def _fail(futures: dict[str, asyncio.Future[Any]]) -> None:
@@ -185,16 +246,17 @@ class EmbeddingService:
         legacy: bool,
         stats: dict[str, int],
         served: list[str],
-    ) -> list[bytes]:
+    ) -> list[tuple[bytes, int]]:
+        """The vector and the prompt tokens of each text, in order."""
         path, body, profile = req.path, req.body, req.profile
         route = self.rt.upstreams.route(model)
         fwd = dict(req.forward, **{"content-type": "application/json"})
-        out: list[bytes] = []
+        out: list[tuple[bytes, int]] = []
         if legacy:
             up = {k: v for k, v in body.items() if k != "stream"}
             resp = await self._call(route, served, req.priority, "/api/embeddings", up, fwd)
             self._check(path, resp.status_code, resp.content, model, profile)
-            return [json.dumps(json.loads(resp.content)["embedding"], separators=(",", ":")).encode()]
+            return [(json.dumps(json.loads(resp.content)["embedding"], separators=(",", ":")).encode(), 0)]
         base: dict[str, Any] = {"model": model, "keep_alive": body.get("keep_alive", profile.keep_alive)}
         for k in ("truncate", "dimensions", "options"):
             if body.get(k) is not None:
@@ -208,10 +270,33 @@ class EmbeddingService:
             embs = doc.get("embeddings") or []
             if len(embs) != len(batch):
                 raise PowergateError(f"Ollama returned {len(embs)} embeddings for {len(batch)} inputs")
-            out.extend(json.dumps(v, separators=(",", ":")).encode() for v in embs)
+            counts = split_tokens(int(doc.get("prompt_eval_count") or 0), batch)
+            out.extend((json.dumps(v, separators=(",", ":")).encode(), n) for v, n in zip(embs, counts, strict=True))
             for k in stats:
                 stats[k] += int(doc.get(k) or 0)
         return out
+
+    async def _relay_empty(self, req: InferenceRequest, model: str) -> Response:
+        """An embedding request with nothing to embed, asked upstream as it is and answered as is."""
+        path, body, profile = req.path, req.body, req.profile
+        upstream = self.rt.upstreams.pick()
+        fwd = dict(req.forward, **{"content-type": "application/json"})
+        up_path = "/api/embeddings" if path == "/api/embeddings" else "/api/embed"
+        up = {k: v for k, v in body.items() if k not in ("stream", "encoding_format")}
+        if up_path == "/api/embed":
+            up["input"] = []
+        headers = powergate_headers("bypass", model, profile.name)
+        try:
+            async with upstream.scheduler.slot(req.priority):
+                resp = await proxy.until_done(req.http, upstream.infer(up_path, up, fwd, stream=False))
+        except UpstreamError as exc:
+            return self._error(path, exc, model, profile.name)
+        except proxy.ClientGone:
+            return Response(status_code=499)
+        if resp.status_code != 200:
+            return proxy.upstream_error(path, resp.status_code, resp.content, headers)
+        content = resp.content if path == "/api/embed" else b'{"embedding":[]}'
+        return Response(content, media_type=json_media(path), headers=headers)
 
     def _check(self, path: str, status: int, content: bytes, model: str, profile: Profile) -> None:
         if status != 200:
@@ -227,7 +312,7 @@ class EmbeddingService:
             tail = json.dumps(stats, separators=(",", ":"))[1:]
             return b'{"model":' + m.encode() + b',"embeddings":[' + b",".join(vectors) + b"]," + tail.encode()
         # /v1/embeddings
-        b64 = body.get("encoding_format") == "base64"
+        b64 = str(body.get("encoding_format") or "").lower() == "base64"
         data = []
         for i, v in enumerate(vectors):
             if b64:
@@ -241,4 +326,21 @@ class EmbeddingService:
         return b'{"object":"list","data":[' + b",".join(data) + b'],"model":' + m.encode() + b',"usage":' + usage + b"}"
 
 
-__all__ = ["EmbeddingService", "H_INPUTS", "H_PROFILE"]
+def split_tokens(total: int, texts: list[str]) -> list[int]:
+    """Share a batch's prompt_eval_count among its inputs, by length (largest remainder).
+
+    Ollama reports one count per batch. Shared this way the counts of a batch add up to
+    exactly what Ollama reported, and a single input keeps its exact count."""
+    if not texts:
+        return []
+    weights = [len(t) + 1 for t in texts]  # +1: every input costs at least its special tokens
+    whole = sum(weights)
+    raw = [total * w / whole for w in weights]
+    counts = [int(r) for r in raw]
+    order = sorted(range(len(texts)), key=lambda i: raw[i] - counts[i], reverse=True)
+    for i in order[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+__all__ = ["EmbeddingService", "H_INPUTS", "H_PROFILE", "split_tokens"]

@@ -14,8 +14,13 @@ the rest of the same answer:
   trailing assistant message as the response so far and cuts the template right
   after `.Response` for prompt/response templates, and the library's messages
   templates close an assistant turn only when it is not the last message.
-- Any other kind (templated generate, OpenAI paths, `format`/`tools` requests,
-  other servers) is not paused: a server that started a new turn instead of
+- OpenAI-compatible servers (`openai`, `llamacpp` kinds) `/api/generate`: it is
+  a plain text completion there (/v1/completions, no template), so the prompt
+  plus the text so far continues it. Their `/api/chat` is NOT paused:
+  llama-cpp-python's chat formats (e.g. `gemma`) close a trailing assistant
+  message and open a new model turn, so the answer would start over.
+- Any other kind (Ollama's templated generate, OpenAI paths, `format`/`tools`
+  requests) is not paused: a server that started a new turn instead of
   continuing would give the client a different answer.
 
 The client sees one answer that merely paused: the resumed part's chunks follow
@@ -25,6 +30,16 @@ covers the whole answer (`eval_count`, `eval_duration` and `total_duration`
 summed, `done_reason` of the last part). Stream clients see nothing while
 paused; the pause is bounded by the suggestions ahead of it and by ageing in the
 scheduler (about AGE_STEP_S / 2 at most while suggestions keep coming).
+
+Exactness. A reproducible request (temperature 0, or a seed) must get the same answer
+paused or not. Measured on the real model (llama-cpp-python, Gemma 3 270M, 2 threads):
+the prompt plus the partial text re-tokenizes to the same tokens and greedy decoding
+continues identically, but only with neutral repetition penalties: the servers' default
+`repeat_penalty` (1.1 in Ollama and llama-cpp-python) looks back over the tokens
+*generated* so far, which after a resume are prompt tokens, and the answer diverged a
+few tokens after the cut. So a reproducible request is paused only when it sets
+`repeat_penalty` 1 and no presence/frequency penalty; a sampled one (temperature above 0,
+no seed) is a random draw either way and may be paused as it is.
 
 Bounds: a generation is paused only while it is generating (not while the server
 evaluates its prompt), when it still has at least `MIN_REMAINING_S` to go (from
@@ -43,18 +58,36 @@ MIN_REMAINING_S = 1.0  # seconds of generation left below which pausing is not w
 MIN_INTERVAL_S = 3.0  # seconds between a resume and the next pause of the same request
 MAX_RESUMES = 2  # a request resumed this often is never paused again
 EXPECTED_TOKENS = 256  # answer length assumed when the request sets no num_predict
-RESUMABLE = {("ollama", "/api/chat"), ("ollama", "/api/generate")}
+RESUMABLE = {
+    ("ollama", "/api/chat"),
+    ("ollama", "/api/generate"),
+    ("openai", "/api/generate"),
+    ("llamacpp", "/api/generate"),
+}
 NOT_CONTINUABLE_FIELDS = ("format", "tools", "think", "images", "context", "template", "suffix")
+PLAIN_COMPLETION_KINDS = ("openai", "llamacpp")  # generate is a plain text completion there
+
+
+def _exact_after_resume(body: dict[str, Any]) -> bool:
+    """A reproducible request continues token for token only without repetition penalties."""
+    raw = body.get("options")
+    opts: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    reproducible = opts.get("temperature") == 0 or opts.get("seed") is not None
+    if not reproducible:
+        return True  # a sampled answer: the continuation is as valid a draw as the original
+    neutral = opts.get("repeat_penalty") in (1, 1.0)
+    return neutral and not opts.get("presence_penalty") and not opts.get("frequency_penalty")
 
 
 def resumable(upstream_kind: str, path: str, body: dict[str, Any]) -> bool:
     """Whether a generation of this kind can be paused and continued token for token."""
     if (upstream_kind, path) not in RESUMABLE:
         return False
-    if any(body.get(f) for f in NOT_CONTINUABLE_FIELDS):
+    if any(body.get(f) for f in NOT_CONTINUABLE_FIELDS) or not _exact_after_resume(body):
         return False
     if path == "/api/generate":
-        return bool(body.get("raw")) and isinstance(body.get("prompt"), str) and bool(body.get("prompt"))
+        plain = bool(body.get("raw")) or (upstream_kind in PLAIN_COMPLETION_KINDS and not body.get("system"))
+        return plain and isinstance(body.get("prompt"), str) and bool(body.get("prompt"))
     messages = body.get("messages")
     return isinstance(messages, list) and bool(messages) and all(isinstance(m, dict) for m in messages)
 

@@ -18,6 +18,7 @@ from typing import Any
 import platformdirs
 
 from agent.platform.paths import APP_NAME
+from agent.platform.private import private_dir, private_file
 
 ERROR_ALREADY_EXISTS = 183
 INFO_FILE = "agent.json"
@@ -89,8 +90,9 @@ class FileLock:
     def acquire(self) -> bool:
         import fcntl  # POSIX only; Windows uses WindowsMutex
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         fh = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the agent
+        private_file(self.path)
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -122,9 +124,10 @@ class SingleInstance:
         """Take the lock or raise AlreadyRunning with where the other agent listens."""
         if not self._lock.acquire():
             raise AlreadyRunning(self.read_info())
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         tmp = self.info_path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "url": url}))
+        private_file(tmp)
         os.replace(tmp, self.info_path)
 
     def read_info(self) -> dict[str, Any]:

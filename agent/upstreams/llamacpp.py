@@ -49,6 +49,7 @@ class LlamaCppUpstream(OpenAIUpstream):
 
     async def check(self) -> UpstreamHealth:
         """GET /health (503 while loading), then /props for the slots and the build."""
+        self.lmstudio = False  # llama-server has no /api/v0
         try:
             r = await self.client.get("/health", timeout=HEALTH_TIMEOUT)
             if r.status_code == LOADING_STATUS:

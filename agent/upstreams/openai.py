@@ -117,7 +117,7 @@ class OpenAIUpstream(Upstream):
         super().__init__(settings, transport)
         self._models: dict[str, ModelInfo] = {}
         self._models_at = 0.0
-        self.lmstudio = False  # /api/v0/models answered: LM Studio's richer list
+        self.lmstudio: bool | None = None  # /api/v0/models answers (LM Studio's richer list); None: not asked yet
 
     # ------------------------------------------------------------ models
     async def models(self, refresh: bool = False) -> dict[str, ModelInfo]:
@@ -128,8 +128,9 @@ class OpenAIUpstream(Upstream):
         return self._models
 
     async def _fetch_models(self) -> dict[str, ModelInfo]:
-        r = await self.send("GET", "/api/v0/models", timeout=HEALTH_TIMEOUT)
-        if r.status_code == 200:
+        r = await self.send("GET", "/api/v0/models", timeout=HEALTH_TIMEOUT) if self.lmstudio is not False else None
+        self.lmstudio = r is not None and r.status_code == 200
+        if r is not None and r.status_code == 200:
             try:
                 data = r.json().get("data") or []
                 self.lmstudio = True
@@ -420,7 +421,11 @@ class OpenAIUpstream(Upstream):
 
     # ------------------------------------------------------------ health and warm-up
     async def check(self) -> UpstreamHealth:
-        """GET /v1/models with a short timeout."""
+        """GET /v1/models with a short timeout, only while nothing runs through us: a server may
+        cut its running generation for any other request (llama-cpp-python's default
+        interrupt_requests), and a generation in progress says enough about its health."""
+        if not self.scheduler.idle and self.health.reachable:
+            return self.health
         try:
             r = await self.client.get("/v1/models", timeout=HEALTH_TIMEOUT)
             r.raise_for_status()
@@ -431,7 +436,7 @@ class OpenAIUpstream(Upstream):
 
     async def loaded_models(self) -> list[str]:
         try:
-            models = await self.models(refresh=True)
+            models = await self.models()  # the cached list: asking again could cut a running generation
         except Exception:  # a health read must never fail its caller
             return []
         return [m.id for m in models.values() if m.loaded is not False]

@@ -167,3 +167,14 @@ def test_window_extends() -> None:
     assert window_extends(window(FILE + "def add(a, b):\n    return a + b\n    # more"), old)
     assert not window_extends(old[:-3], old)  # deleted: not typed further
     assert not window_extends(old.replace("a * 39", "a * 38") + "r", old)
+
+
+def test_same_position() -> None:
+    from agent.cache.typeahead import same_position
+
+    old = FILE[-400:]
+    old = old[old.find("\n") + 1 :]
+    trimmed = old[old.find("\n") + 1 :]
+    assert same_position(old, old) and same_position(trimmed, old)
+    assert not same_position(trimmed[3:], old)  # not cut at a line start
+    assert not same_position(trimmed + "x", old)  # typed: not the same position

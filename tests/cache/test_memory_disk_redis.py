@@ -14,7 +14,7 @@ import diskcache
 from agent.cache.base import Entry
 from agent.cache.codec import Codec, make_codec
 from agent.cache.disk import DiskTier
-from agent.cache.memory import MemoryTier
+from agent.cache.memory import KEY_OVERHEAD, MemoryTier
 from agent.cache.redis import RedisTier
 from tests.conftest import ROOT, RedisServer, free_port
 
@@ -24,7 +24,7 @@ def entry(n: int, size: int = 1000) -> Entry:
 
 
 async def test_memory_is_lru_bounded_by_bytes_and_resizes_at_once() -> None:
-    one = entry(0).size + 200 + 2
+    one = entry(0).footprint + len("k0") + KEY_OVERHEAD + 2  # what the tier really holds per entry
     m = MemoryTier(one * 10 + 50)  # created timestamps vary the size by a byte or two
     for i in range(10):
         m.set_now(f"k{i}", entry(i), 60)
@@ -114,7 +114,7 @@ async def test_disk_survives_kill_9_mid_write(tmp_path: Path) -> None:
 
 
 async def test_redis_down_is_skipped_quickly_and_reported() -> None:
-    t = RedisTier(f"redis://127.0.0.1:{free_port()}/0", Codec())
+    t = RedisTier(f"redis://127.0.0.1:{free_port()}/0", Codec(), "team-key")
     t0 = time.monotonic()
     assert await t.get("k") is None
     await t.set("k", entry(1), 60)
@@ -125,7 +125,7 @@ async def test_redis_down_is_skipped_quickly_and_reported() -> None:
 
 
 async def test_redis_recovers_after_coming_back(redis_server: RedisServer) -> None:
-    t = RedisTier(redis_server.url, Codec())
+    t = RedisTier(redis_server.url, Codec(), "team-key")
     await t.set("k", entry(1), 60)
     assert await t.get("k") is not None
     redis_server.stop()

@@ -37,7 +37,7 @@ async def tier(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         t = DiskTier(tmp_path / "disk", 16 * MB, codec)
     else:
         srv = RedisServer()
-        t = RedisTier(srv.url, codec)
+        t = RedisTier(srv.url, codec, "team-key")
     yield t
     await t.aclose()
     if srv is not None:

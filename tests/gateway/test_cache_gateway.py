@@ -44,7 +44,10 @@ def test_miss_then_memory_hit_stream_and_whole_share_the_entry(gateway: Gateway,
     again = post(gateway, "/api/generate", dict(GEN, stream=True))
     assert again.headers["x-powergate-cache"] == "hit-memory"
     assert again.headers["content-type"] == "application/x-ndjson"
-    assert [json.loads(x) for x in again.text.splitlines()] == lines
+    replayed = [json.loads(x) for x in again.text.splitlines()]
+    # the same answer, stamped with the time it was served (Ollama stamps every answer)
+    assert [dict(x, created_at="") for x in replayed] == [dict(x, created_at="") for x in lines]
+    assert all(r["created_at"] > o["created_at"] for r, o in zip(replayed, lines, strict=True))
     assert upstream_calls(sim) == 1
     with ollama.Client(host=gateway.url) as c:
         assert c.generate(**GEN).response == text  # type: ignore[arg-type]
@@ -66,7 +69,7 @@ def test_disk_hit_after_restart(sim: SimServer, make_gateway: GatewayFactory, tm
 def test_redis_tier_shared_between_machines(
     sim: SimServer, make_gateway: GatewayFactory, redis_server: RedisServer
 ) -> None:
-    cfg = f'[cache]\nredis_url = "{redis_server.url}"\n'
+    cfg = f'[cache]\nredis_url = "{redis_server.url}"\nredis_key = "team-key"\n'
     a = make_gateway(sim.url, config=cfg)
     b = make_gateway(sim.url, config=cfg)
     text = post(a, "/api/generate", dict(GEN, stream=False)).json()["response"]
@@ -81,7 +84,8 @@ def test_redis_tier_shared_between_machines(
 
 def test_redis_down_never_fails_a_request(sim: SimServer, make_gateway: GatewayFactory) -> None:
     gw = make_gateway(
-        sim.url, config=f'[cache]\nredis_url = "redis://127.0.0.1:{closed_port_url().rsplit(":", 1)[1]}/0"\n'
+        sim.url,
+        config=f'[cache]\nredis_url = "redis://127.0.0.1:{closed_port_url().rsplit(":", 1)[1]}/0"\nredis_key = "k"\n',
     )
     assert post(gw, "/api/generate", dict(GEN, stream=False)).headers["x-powergate-cache"] == "miss"
     assert post(gw, "/api/generate", dict(GEN, stream=False)).headers["x-powergate-cache"] == "hit-memory"
@@ -261,6 +265,10 @@ def test_encrypted_cache_has_no_plaintext_on_disk(sim: SimServer, make_gateway: 
 
 def test_profile_switch_resizes_the_memory_tier(gateway: Gateway) -> None:
     httpx.put(gateway.url + "/agent/profile", json={"profile": "battery-saver"})
-    assert wait_for(lambda: gateway.runtime.cache.memory.max_bytes == 32 * 1024 * 1024)
+    cache = gateway.runtime.cache
+    # one budget per profile, shared by the stored answers and the typeahead index
+    assert wait_for(lambda: cache.memory_budget == 32 * 1024 * 1024)
+    assert cache.memory.max_bytes + cache.typeahead.max_bytes == 32 * 1024 * 1024
     httpx.put(gateway.url + "/agent/profile", json={"profile": "performance"})
-    assert wait_for(lambda: gateway.runtime.cache.memory.max_bytes == 256 * 1024 * 1024)
+    assert wait_for(lambda: cache.memory_budget == 256 * 1024 * 1024)
+    assert cache.memory.max_bytes + cache.typeahead.max_bytes == 256 * 1024 * 1024

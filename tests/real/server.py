@@ -10,6 +10,7 @@ wheel that scripts/test.sh installs (built once, cached outside the checkout).
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -92,10 +93,16 @@ class RealLlamaServer:
             str(SERVER_CTX),
             "--n_threads",
             str(threads),
+            # llama-cpp-python's default cuts a streaming answer short whenever another request
+            # arrives (even GET /v1/models: a health check), ending it with finish_reason "stop";
+            # a server that queues them instead is what the tests and the bench need to measure.
+            "--interrupt_requests",
+            "False",
         ]
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
         self.ps = psutil.Process(self.proc.pid)
+        atexit.register(self.stop)  # a benchmark stopped with Ctrl-C leaves no server behind
         deadline = time.monotonic() + START_TIMEOUT
         while not self.ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -119,6 +126,8 @@ class RealLlamaServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
+        if self._log.closed:
+            return
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

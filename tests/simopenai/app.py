@@ -257,7 +257,7 @@ def build_app(sim: SimOpenAI) -> Starlette:
                         ],
                     }
                     finish = "tool_calls"
-                choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish}
+                choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
             else:
                 choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
             doc = {
@@ -282,12 +282,28 @@ def build_app(sim: SimOpenAI) -> Starlette:
             if chat:
                 yield ev(
                     base
-                    | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+                    | {
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"role": "assistant", "content": ""},
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ]
+                    }
                 )
             try:
                 async for tok in generate(call, prompt, n, stop):
                     if chat:
-                        yield ev(base | {"choices": [{"index": 0, "delta": {"content": tok}, "finish_reason": None}]})
+                        yield ev(
+                            base
+                            | {
+                                "choices": [
+                                    {"index": 0, "delta": {"content": tok}, "logprobs": None, "finish_reason": None}
+                                ]
+                            }
+                        )
                     else:
                         yield ev(
                             base | {"choices": [{"text": tok, "index": 0, "logprobs": None, "finish_reason": None}]}
@@ -306,10 +322,13 @@ def build_app(sim: SimOpenAI) -> Starlette:
                         "function": {"name": fn, "arguments": '{"city": "Paris"}'},
                     }
                 ]
-                yield ev(base | {"choices": [{"index": 0, "delta": {"tool_calls": tc}, "finish_reason": None}]})
+                yield ev(
+                    base
+                    | {"choices": [{"index": 0, "delta": {"tool_calls": tc}, "logprobs": None, "finish_reason": None}]}
+                )
                 finish = "tool_calls"
             last = (
-                {"index": 0, "delta": {}, "finish_reason": finish}
+                {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}
                 if chat
                 else {"text": "", "index": 0, "logprobs": None, "finish_reason": finish}
             )

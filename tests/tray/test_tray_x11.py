@@ -243,13 +243,23 @@ def test_gtk_menu_switches_profile_and_quits(xserver: XServer, tmp_path: Path) -
         agent.stop()
 
 
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def test_no_display_runs_headless(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "PYSTRAY_BACKEND")}
     env.update(POWERGATE_DATA_DIR=str(tmp_path / "d"), POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=closed_port_url())
     proc = start_agent(env)
+    log = tmp_path / "d" / "logs" / "powergate.log"
     try:
         assert wait_for(lambda: agent_up(port), timeout=20, interval=0.2)
+        # the tray decision is logged just after the port opens: wait for it, not for the port
+        wait_for(lambda: "keeps running headless" in _text(log), timeout=20, interval=0.2)
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=15)
@@ -274,8 +284,11 @@ def test_display_without_tray_host_runs_headless(tmp_path: Path) -> None:
         )
         env.pop("PYSTRAY_BACKEND", None)
         proc = start_agent(env)
+        log = tmp_path / "d" / "logs" / "powergate.log"
         try:
             up = wait_for(lambda: agent_up(port), timeout=30, interval=0.2)
+            # the tray decision is logged just after the port opens: wait for it, not for the port
+            wait_for(lambda: "no system tray host" in _text(log), timeout=30, interval=0.2)
         finally:
             proc.terminate()
             _, err = proc.communicate(timeout=15)
