@@ -40,6 +40,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11435
 DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
 DEFAULT_MAX_BODY_MB = 32
+DEFAULT_MAX_QUEUE = 512  # like Ollama's OLLAMA_MAX_QUEUE: its clients do not retry a 503
+MAX_QUEUE_LIMIT = 100_000
 CHAT_CACHE_MODES = ("always", "deterministic", "never")
 UPSTREAM_KINDS = ("auto", "ollama", "llamacpp", "openai")  # openai: LM Studio, vLLM, any OpenAI-compatible server
 MIN_INTERVAL_S = 0.1  # seconds; the fastest sampling a script may ask for
@@ -62,6 +64,7 @@ class ServerSettings:
 class UpstreamSettings:
     url: str = DEFAULT_UPSTREAM
     max_concurrency: int = 1
+    max_queue: int = DEFAULT_MAX_QUEUE  # requests waiting for a slot before new ones get 503
     weight: int = 1
     kind: str = "auto"  # UPSTREAM_KINDS; "auto" probes the server once and remembers
     max_concurrency_set: bool = False  # set in the config: overrides what the server reports (llama.cpp slots)
@@ -351,6 +354,7 @@ SERVER_KEYS: dict[str, Validator] = {
 UPSTREAM_KEYS: dict[str, Validator] = {
     "url": _http_url,
     "max_concurrency": _int_range(1, 64),
+    "max_queue": _int_range(1, MAX_QUEUE_LIMIT),
     "weight": _int_range(1, 1000),
     "kind": _choice(UPSTREAM_KINDS),
     "local": _bool,
@@ -388,6 +392,7 @@ PROFILE_KEYS: dict[str, Validator] = {
     "enforce_cap": _bool,
     "keep_alive": _keep_alive,
     "num_ctx": _int_range(256, 1_048_576),
+    "num_ctx_max": _int_range(0, 1_048_576),
     "num_thread": _num_thread,
     "interval_s": _interval,
     "ef_search": _ef_search,
@@ -576,6 +581,7 @@ def settings_as_dict(s: Settings) -> dict[str, Any]:
                 "url": u.url,
                 "kind": u.kind,
                 "max_concurrency": u.max_concurrency,
+                "max_queue": u.max_queue,
                 "weight": u.weight,
                 "local": u.is_local,
             }

@@ -84,7 +84,8 @@ class Prefetcher:
         loaded = await up.loaded_models()
         if any(m == model or m == f"{model}:latest" or m.removesuffix(":latest") == model for m in loaded):
             return False
-        opts: dict[str, Any] = {"num_ctx": profile.num_ctx}
+        # the context the next request will be sent with, so the warm runner is the one it uses
+        opts: dict[str, Any] = {"num_ctx": self.rt.contexts.choose(model, profile, None).sent}
         threads = profile.resolved_num_thread()
         if threads:
             opts["num_thread"] = threads

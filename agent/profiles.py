@@ -49,6 +49,8 @@ class Profile:
     # LightRAG query mode for the `lightrag` model: "mix" retrieves from the knowledge graph
     # and the chunks (one extra LLM call for keywords); "naive" only from chunks (one LLM call)
     lightrag_mode: str = "mix"
+    # the largest num_ctx ever sent; 0 = no cap (a client's bigger num_ctx is never shrunk)
+    num_ctx_max: int = 0
     # pause a running lower-priority generation for a waiting suggestion, then resume it
     preempt: bool = True
 

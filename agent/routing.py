@@ -31,6 +31,11 @@ def strip_latest(name: str) -> str:
     return name[:-7] if name.endswith(":latest") else name
 
 
+def alias_name(requested: str) -> str:
+    """`chat:latest` is `chat`: clients that list /api/tags may add the default tag."""
+    return strip_latest(requested)
+
+
 def tier_of(model: str, models: ModelSettings) -> str | None:
     m = strip_latest(model)
     for tier in TIERS:
@@ -81,6 +86,8 @@ def prompt_text(kind: str, body: dict[str, Any]) -> str:
 def route(requested: str, kind: str, body: dict[str, Any], profile: Profile, models: ModelSettings) -> Route:
     """Decide the served model for one request under one profile."""
     job = job_of(kind, body)
+    if alias_name(requested) in (*ALIAS_JOBS, AUTO):
+        requested = alias_name(requested)
     if requested in ALIAS_JOBS:
         tier_or_model = getattr(profile, requested)
         if tier_or_model in TIERS and requested != "embed":

@@ -20,6 +20,7 @@ from agent.power.base import PowerSnapshot
 from agent.prefetch import Prefetcher
 from agent.profiles import TIERS, Profile
 from agent.routing import tier_of
+from agent.runner_context import ContextChoice, RunnerContexts
 from agent.savings import Savings
 from agent.services.lightrag import LightRAGFront
 from agent.upstreams.pool import UpstreamPool
@@ -65,6 +66,7 @@ class Runtime:
         # runner options each model last got from its clients, to count reloads we avoided
         self._client_runner: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self.reloads_avoided = 0
+        self.contexts = RunnerContexts()
         self.unloads = 0
         self.capped = 0
         self.counters: dict[str, int] = {}  # prefetch and scheduling counts, for metrics
@@ -151,9 +153,10 @@ class Runtime:
         return done
 
     # ------------------------------------------------------------ runner options
-    def normalise_runner(self, body: dict[str, Any], profile: Profile, kind: str) -> None:
-        """Send the profile's keep_alive, num_ctx and num_thread, whatever each client asked,
-        so that Ollama loads each model once instead of reloading it per client."""
+    async def normalise_runner(self, body: dict[str, Any], profile: Profile, kind: str) -> ContextChoice | None:
+        """Send the profile's keep_alive and num_thread whatever each client asked, and one
+        num_ctx per model rounded up (agent/runner_context.py), so that Ollama loads each
+        model once instead of reloading it per client. Returns the num_ctx choice made."""
         model = body["model"]
         if body.get("keep_alive") not in (0, "0", "0s", "0m"):  # an explicit unload is honoured
             body["keep_alive"] = profile.keep_alive
@@ -167,8 +170,11 @@ class Runtime:
         self._client_runner.move_to_end(model)
         while len(self._client_runner) > MAX_RUNNER_MODELS:
             self._client_runner.popitem(last=False)
+        choice = None
         if kind not in ("embed", "embeddings"):
-            opts["num_ctx"] = profile.num_ctx
+            await self.contexts.refresh(self.upstreams.upstreams)
+            choice = self.contexts.choose(model, profile, opts.get("num_ctx"))
+            opts["num_ctx"] = choice.sent
         threads = profile.resolved_num_thread()
         if threads is None:
             opts.pop("num_thread", None)
@@ -176,6 +182,7 @@ class Runtime:
             opts["num_thread"] = threads
         opts.pop("num_batch", None)
         body["options"] = opts
+        return choice
 
     def tray_state(self) -> dict[str, Any]:
         """What the tray shows; read from the tray's thread (plain values only)."""

@@ -6,8 +6,8 @@ Three simulated Ollama hosts, each in its own process, fresh for every contender
 that each starts with the same models in memory:
 
 - `laptop`:  the developer's own machine (loopback, so `local`), slow tokens and
-             loads, the suggestion model loaded, the highest weight (users list it
-             first: with failover it serves everything);
+             loads, the suggestion model loaded, listed first (so highest-weight
+             failover, all weights being equal, sends it everything);
 - `desktop`: a GPU box on the LAN (`local = false`), fast, the chat model loaded;
 - `teambox`: a shared server (`local = false`), medium speed, nothing loaded.
 
@@ -63,8 +63,8 @@ class HostSpec:
 
 
 HOSTS = (
-    HostSpec("laptop", 0.012, 0.03, 1.5, (SMALL,), 3, True),
-    HostSpec("desktop", 0.003, 0.01, 0.8, (MEDIUM, EMBED), 2, False),
+    HostSpec("laptop", 0.012, 0.03, 1.5, (SMALL,), 1, True),
+    HostSpec("desktop", 0.003, 0.01, 0.8, (MEDIUM, EMBED), 1, False),
     HostSpec("teambox", 0.006, 0.02, 1.0, (), 1, False),
 )
 
@@ -105,7 +105,7 @@ def agent_config(urls: dict[str, str], power_file: Path) -> str:
             f"weight = {spec.weight}",
             f"local = {'true' if spec.local else 'false'}",
         ]
-    lines += ["[power]", f'source = "file:{power_file.as_posix()}"', "interval_s = 0.5"]
+    lines += ["[power]", f'source = "file:{power_file.as_posix()}"']  # the profile's own interval
     return "\n".join(lines) + "\n"
 
 
@@ -204,7 +204,9 @@ async def workload(base: str, chats: int, batches: int, headers: dict[str, str])
             if r.status_code != 200:
                 errors[f"{job}: {r.status_code}"] += 1
                 return False
-            served_by[job][r.headers.get("x-powergate-upstream", "?")] += 1
+            # powergate names the host; LiteLLM's proxy names the deployment's api_base
+            host = r.headers.get("x-powergate-upstream") or r.headers.get("x-litellm-model-api-base", "?")
+            served_by[job][host] += 1
             return True
 
         async def chat_client(c: int) -> None:

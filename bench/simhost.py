@@ -11,9 +11,19 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from typing import Any
 
-import tests.simollama.app as simapp
 from tests.simollama import SimOllama, SimServer
+from tests.simollama.app import RUNNER_OPTIONS, Loaded, LogEntry, SimModel
+
+NO_RUNNER = tuple(None for _ in RUNNER_OPTIONS)  # the runner every request gets here
+
+
+class BenchSim(SimOllama):
+    """Runner options are ignored (see the module's docstring)."""
+
+    async def _acquire(self, model: SimModel, options: dict[str, Any], keep_alive: float, entry: LogEntry) -> Loaded:
+        return await super()._acquire(model, {}, keep_alive, entry)
 
 
 def main() -> None:
@@ -25,8 +35,7 @@ def main() -> None:
     ap.add_argument("--preload", action="append", default=[], help="a model already in memory")
     ap.add_argument("--parallel", type=int, default=1, help="OLLAMA_NUM_PARALLEL")
     args = ap.parse_args()
-    simapp.RUNNER_OPTIONS = ()  # see the module's docstring
-    sim = SimOllama(
+    sim = BenchSim(
         load_time_s=args.load_time,
         token_delay_s=args.token_delay,
         prompt_delay_s=args.prompt_delay,
@@ -34,7 +43,7 @@ def main() -> None:
         one_slot=True,  # one runner at a time fits, as on a laptop or a single GPU
     )
     for name in args.preload:
-        sim.loaded[name] = simapp.Loaded(sim.models[name], (), math.inf)
+        sim.loaded[name] = Loaded(sim.models[name], NO_RUNNER, math.inf)
     with SimServer(sim, port=args.port):
         while True:
             time.sleep(3600)

@@ -8,6 +8,7 @@ The whole answer is assembled exactly as Ollama assembles it for stream=false.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -26,17 +27,72 @@ def chunk_is_final(api: str, chunk: dict[str, Any]) -> bool:
     return chunk.get("done") is True
 
 
-def stream_bytes(api: str, chunks: list[bytes], include_usage: bool = True, done_marker: bool = True) -> bytes:
+def without_usage(chunk: bytes) -> bytes | None:
+    """An OpenAI stream chunk as a client that did not ask for usage gets it from Ollama.
+
+    We always ask Ollama for usage (the cache serves both kinds of client), and Ollama then
+    puts a zero "usage" on every /v1/completions chunk and ends with a usage-only chunk
+    ("choices": []). Decided by parsing, never by byte patterns: a completion may contain
+    any text. None: drop the chunk."""
+    try:
+        doc = json.loads(chunk)
+    except ValueError:
+        return chunk
+    if not isinstance(doc, dict) or "usage" not in doc:
+        return chunk
+    if doc.get("choices") == []:
+        return None
+    del doc["usage"]
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def stream_events(api: str, chunks: list[bytes], include_usage: bool = True, done_marker: bool = True) -> list[bytes]:
+    """The stream as Ollama writes it: one NDJSON line / one SSE event per element, so
+    that each is written (and flushed) on its own, like Ollama's one Write per chunk."""
     if not is_sse(api):
-        return b"".join(c + b"\n" for c in chunks)
+        return [c + b"\n" for c in chunks]
     out = []
     for c in chunks:
-        if not include_usage and b'"choices":[]' in c:
-            continue  # the usage-only chunk we asked for on the client's behalf
-        out.append(b"data: " + c + b"\n\n")
+        kept = c if include_usage else without_usage(c)
+        if kept is not None:
+            out.append(b"data: " + kept + b"\n\n")
     if done_marker:
         out.append(DONE_LINE)
-    return b"".join(out)
+    return out
+
+
+def split_events(api: str, content: bytes) -> list[bytes]:
+    """A stored stream body back into its NDJSON lines / SSE events (one write each)."""
+    sep = b"\n\n" if is_sse(api) else b"\n"
+    return [part + sep for part in content.split(sep) if part]
+
+
+def stream_bytes(api: str, chunks: list[bytes], include_usage: bool = True, done_marker: bool = True) -> bytes:
+    return b"".join(stream_events(api, chunks, include_usage, done_marker))
+
+
+# A replayed answer is stamped with the time it is served, as Ollama stamps each answer.
+# Keys of JSON objects follow "{" or "," (and whitespace); inside a JSON string a quote is
+# escaped ("\""), so these never match text that merely looks like the key.
+_CREATED_AT = re.compile(rb'([{,]\s*"created_at"\s*:\s*)"[^"\\]*"')
+_CREATED = re.compile(rb'([{,]\s*"created"\s*:\s*)\d+')
+
+
+def iso_now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def restamp(chunk: bytes, created_at: bytes, created: bytes) -> bytes:
+    """The chunk with its created_at (Ollama) / created (OpenAI) set to now."""
+    chunk = _CREATED_AT.sub(lambda m: m.group(1) + b'"' + created_at + b'"', chunk)
+    return _CREATED.sub(lambda m: m.group(1) + created, chunk)
+
+
+def restamp_all(chunks: list[bytes]) -> list[bytes]:
+    now_iso = iso_now().encode()
+    now_s = str(int(time.time())).encode()
+    return [restamp(c, now_iso, now_s) for c in chunks]
 
 
 def _join(parts: list[str | None]) -> str:
@@ -57,11 +113,17 @@ def whole_to_chunks(api: str, whole: bytes) -> list[bytes]:
         delta: dict[str, Any] = {"role": "assistant", "content": msg.get("content") or ""}
         if msg.get("tool_calls"):
             delta["tool_calls"] = [dict(tc, index=i) for i, tc in enumerate(msg["tool_calls"])]
-        first = dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": None}])
+        first_choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+        if choice.get("logprobs"):
+            first_choice["logprobs"] = choice["logprobs"]
+        first = dict(base, choices=[first_choice])
         last = dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}])
     else:
         base["object"] = "text_completion"
-        first = dict(base, choices=[{"text": choice.get("text") or "", "index": 0, "finish_reason": None}])
+        text_choice: dict[str, Any] = {"text": choice.get("text") or "", "index": 0, "finish_reason": None}
+        if choice.get("logprobs"):
+            text_choice["logprobs"] = choice["logprobs"]
+        first = dict(base, choices=[text_choice])
         last = dict(base, choices=[{"text": "", "index": 0, "finish_reason": choice.get("finish_reason") or "stop"}])
     out = [first, last]
     if doc.get("usage"):
@@ -80,6 +142,7 @@ def assemble(api: str, chunks: list[bytes], docs: list[dict[str, Any]] | None = 
         thinking = _join([d.get("thinking") for d in docs])
         if thinking:
             whole["thinking"] = thinking
+        _merge_logprobs(whole, docs)
     elif api == "chat":
         whole = dict(docs[-1])
         msg = dict(whole.get("message") or {"role": "assistant"})
@@ -91,6 +154,7 @@ def assemble(api: str, chunks: list[bytes], docs: list[dict[str, Any]] | None = 
         if calls:
             msg["tool_calls"] = calls
         whole["message"] = msg
+        _merge_logprobs(whole, docs)
     elif api == "v1chat":
         whole = _assemble_v1chat(docs)
     elif api == "v1completion":
@@ -99,13 +163,17 @@ def assemble(api: str, chunks: list[bytes], docs: list[dict[str, Any]] | None = 
             (c.get("finish_reason") for d in docs for c in d.get("choices") or [] if c.get("finish_reason")), None
         )
         text = _join([c.get("text") for d in docs for c in d.get("choices") or []])
+        choice: dict[str, Any] = {"text": text, "index": 0, "finish_reason": finish}
+        logprobs = _choice_logprobs(docs)
+        if logprobs is not None:
+            choice["logprobs"] = logprobs
         whole = {
             "id": first.get("id"),
             "object": "text_completion",
             "created": first.get("created"),
             "model": first.get("model"),
             "system_fingerprint": first.get("system_fingerprint"),
-            "choices": [{"text": text, "index": 0, "finish_reason": finish}],
+            "choices": [choice],
         }
         usage = next((d["usage"] for d in docs if d.get("usage")), None)
         if usage:
@@ -113,6 +181,26 @@ def assemble(api: str, chunks: list[bytes], docs: list[dict[str, Any]] | None = 
     else:
         raise ValueError(f"unknown api {api}")
     return json.dumps(whole, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _merge_logprobs(whole: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+    """Ollama's whole answer carries the logprobs of every streamed chunk, in order."""
+    merged = [lp for d in docs for lp in (d.get("logprobs") or [])]
+    if merged:
+        whole["logprobs"] = merged
+
+
+def _choice_logprobs(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The OpenAI choice logprobs ({"content": [...]}) of a stream, joined."""
+    content: list[Any] = []
+    seen = False
+    for d in docs:
+        for c in d.get("choices") or []:
+            lp = c.get("logprobs")
+            if isinstance(lp, dict):
+                seen = True
+                content.extend(lp.get("content") or [])
+    return {"content": content} if seen else None
 
 
 def _assemble_v1chat(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -125,9 +213,10 @@ def _assemble_v1chat(docs: list[dict[str, Any]]) -> dict[str, Any]:
             delta = c.get("delta") or {}
             content.append(delta.get("content"))
             for tc in delta.get("tool_calls") or []:
+                index = tc.get("index", len(calls))
                 slot = calls.setdefault(
-                    tc.get("index", len(calls)),
-                    {"id": tc.get("id"), "type": "function", "function": {"name": "", "arguments": ""}},
+                    index,
+                    {"id": tc.get("id"), "index": index, "type": "function", "function": {"name": "", "arguments": ""}},
                 )
                 fn = tc.get("function") or {}
                 slot["id"] = slot["id"] or tc.get("id")
@@ -138,13 +227,17 @@ def _assemble_v1chat(docs: list[dict[str, Any]]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": _join(content)}
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish}
+    logprobs = _choice_logprobs(docs)
+    if logprobs is not None:
+        choice["logprobs"] = logprobs
     whole: dict[str, Any] = {
         "id": first.get("id"),
         "object": "chat.completion",
         "created": first.get("created"),
         "model": first.get("model"),
         "system_fingerprint": first.get("system_fingerprint"),
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "choices": [choice],
     }
     usage = next((d["usage"] for d in docs if d.get("usage")), None)
     if usage:
@@ -163,19 +256,34 @@ def completion_text(api: str, chunks: list[bytes], docs: list[dict[str, Any]] | 
     return "".join(out)
 
 
+def served_tokens(text: str, source_text: str, source_tokens: int) -> int:
+    """Tokens of `text`, estimated at the chars-per-token of the answer it was cut from."""
+    if not text:
+        return 0
+    if not source_text or source_tokens <= 0:
+        return max(1, round(len(text) / 4))  # about four characters a token for code and English
+    return max(1, round(len(text) * source_tokens / len(source_text)))
+
+
 def synth_completion(api: str, model: str, text: str, source: list[bytes]) -> list[bytes]:
-    """Chunks of a completion made of `text`, shaped like the stored `source` answer."""
+    """Chunks of a completion made of `text`, shaped like the stored `source` answer.
+
+    Its counts describe what it serves: eval_count / completion_tokens are the tokens of
+    `text` (at the source's characters per token), durations are 0 (no model ran)."""
     last = json.loads(source[-1])
+    docs = [json.loads(c) for c in source]
+    source_text = completion_text(api, source, docs)
     if api == "generate":
-        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
-        final = {k: v for k, v in last.items() if k not in ("context",)}
+        now = iso_now()
+        final = {k: v for k, v in last.items() if k not in ("context", "logprobs")}
         final.update({"model": model, "created_at": now, "response": "", "done": True})
         for k in ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration"):
             if k in final:
                 final[k] = 0
+        final["eval_count"] = served_tokens(text, source_text, int(last.get("eval_count") or 0))
         body = {"model": model, "created_at": now, "response": text, "done": False}
         return [json.dumps(body, ensure_ascii=False).encode(), json.dumps(final, ensure_ascii=False).encode()]
-    first = json.loads(source[0])
+    first = docs[0]
     finish = next((c.get("finish_reason") for c in last.get("choices") or [] if c.get("finish_reason")), "stop")
     base = {
         "id": first.get("id"),
@@ -186,4 +294,12 @@ def synth_completion(api: str, model: str, text: str, source: list[bytes]) -> li
     }
     a = dict(base, choices=[{"text": text, "index": 0, "finish_reason": None}])
     b = dict(base, choices=[{"text": "", "index": 0, "finish_reason": finish}])
-    return [json.dumps(a, ensure_ascii=False).encode(), json.dumps(b, ensure_ascii=False).encode()]
+    out = [a, b]
+    usage = next((d["usage"] for d in reversed(docs) if isinstance(d.get("usage"), dict) and d["usage"]), None)
+    if usage is not None:
+        n = served_tokens(text, source_text, int(usage.get("completion_tokens") or 0))
+        prompt = int(usage.get("prompt_tokens") or 0)
+        out.append(
+            dict(base, choices=[], usage={"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n})
+        )
+    return [json.dumps(d, ensure_ascii=False).encode() for d in out]

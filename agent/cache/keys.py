@@ -13,8 +13,8 @@ import json
 from typing import Any
 
 # Options Ollama uses to place and run the model, not to choose tokens.
-# num_ctx is normalised to the profile's value (see Runtime.normalise_runner) and left out
-# too, so that a profile switch does not empty the cache for concrete model names.
+# num_ctx is normalised to one value per model, rounded up (see agent/runner_context.py), and
+# left out too, so that a profile switch does not empty the cache for concrete model names.
 RUNNER_ONLY_OPTIONS = frozenset(
     {
         "num_thread",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from starlette.applications import Starlette
@@ -13,9 +14,16 @@ from starlette.routing import Route
 from agent import __version__
 from agent.errors import BadRequest, PowergateError, StreamBroken, UpstreamError, UpstreamUnavailable
 from agent.gateway import lanes, proxy
+from agent.gateway.aliases import ModelListing
 from agent.gateway.control_api import control_routes
 from agent.gateway.guard import ErrorGuard
-from agent.gateway.responses import H_UPSTREAM, NO_UPSTREAM, error_response, json_response, powergate_headers
+from agent.gateway.responses import (
+    H_UPSTREAM,
+    JSON_OLLAMA,
+    NO_UPSTREAM,
+    error_response,
+    powergate_headers,
+)
 from agent.gateway.security import SecurityMiddleware
 from agent.gateway.validate import INFERENCE_KINDS, parse_json_object, validate
 from agent.journey.answer import failure
@@ -29,6 +37,8 @@ from agent.services.lightrag import unconfigured_routes
 
 log = logging.getLogger(__name__)
 
+ROOT_TEXT = "Ollama is running"  # server/routes.go answers GET / and HEAD / with exactly this
+H_SERVED_BY = "X-Powergate"
 MODEL_CHANGES = frozenset({"/api/pull", "/api/create", "/api/copy", "/api/delete", "/api/push"})
 
 
@@ -46,7 +56,10 @@ class Gateway:
 
     # ------------------------------------------------------------ simple routes
     async def root(self, request: Request) -> Response:
-        return PlainTextResponse("Ollama is running (via powergate)", headers=self._headers(BYPASS))
+        # The exact bytes Ollama answers: apps compare the whole body to decide Ollama is up.
+        # That powergate answered is said in a header instead.
+        headers = dict(self._headers(BYPASS), **{H_SERVED_BY: f"powergate/{__version__}"})
+        return PlainTextResponse(ROOT_TEXT, headers=headers)
 
     async def version(self, request: Request) -> Response:
         up = self.rt.upstreams.pick()
@@ -56,7 +69,8 @@ class Gateway:
             # Clients probe /api/version before anything else; while Ollama is away we still
             # serve cached answers, so say which Ollama version we last saw.
             version = up.health.version or "0.0.0"
-            return json_response({"version": version, "powergate": __version__}, headers=self._headers(BYPASS))
+            doc = {"version": version, "powergate": __version__}
+            return Response(json.dumps(doc).encode(), media_type=JSON_OLLAMA, headers=self._headers(BYPASS))
 
     async def passthrough(self, request: Request) -> Response:
         path = request.url.path
@@ -107,15 +121,19 @@ async def decode(request: Request, profile: Profile) -> InferenceRequest:
 
 def build_app(runtime: Runtime) -> Starlette:
     gw = Gateway(runtime)
+    listing = ModelListing(runtime)
     routes = [
         Route("/", gw.root, methods=["GET", "HEAD"]),
         Route("/api/version", gw.version, methods=["GET", "HEAD"]),
+        # the aliases are models to a client: listed and shown (agent/gateway/aliases.py)
+        Route("/api/tags", listing.tags, methods=["GET", "HEAD"]),
+        Route("/api/show", listing.show, methods=["POST"]),
+        Route("/v1/models", listing.v1_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", listing.v1_model, methods=["GET"]),
         *[Route(p, gw.inference, methods=["POST"]) for p in INFERENCE_KINDS],
         *control_routes(runtime),
         *(runtime.lightrag.routes() if runtime.lightrag is not None else unconfigured_routes()),
         Route("/api/{rest:path}", gw.passthrough, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
-        Route("/v1/models", gw.passthrough, methods=["GET"]),
-        Route("/v1/models/{rest:path}", gw.passthrough, methods=["GET"]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

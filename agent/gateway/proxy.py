@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive
 
 from agent.errors import StreamBroken
-from agent.gateway.responses import NDJSON, SSE, error_response, is_openai_path
+from agent.gateway.responses import H_MODEL, NDJSON, NO_MODEL, SSE, error_response, is_openai_path, json_media
 from agent.upstreams.base import HOP_HEADERS, RESPONSE_DROP, Reply, Upstream
 
 T = TypeVar("T")
@@ -67,12 +67,13 @@ def relay_headers(resp: Reply, extra: dict[str, str]) -> dict[str, str]:
 
 def upstream_error(path: str, status: int, body: bytes, headers: dict[str, str]) -> Response:
     """Relay an upstream error with its status; wrap a non-JSON body in the API's format."""
+    headers = dict(headers, **{H_MODEL: NO_MODEL})  # no model produced this answer
     try:
         parsed = json.loads(body)
         if isinstance(parsed, dict) and "error" in parsed:
             if is_openai_path(path) and isinstance(parsed["error"], str):
                 return error_response(path, parsed["error"], status, headers=headers)
-            return Response(body, status_code=status, media_type="application/json", headers=headers)
+            return Response(body, status_code=status, media_type=json_media(path), headers=headers)
     except ValueError:
         pass
     text = body.decode("utf-8", "replace").strip() or "no message"
@@ -159,6 +160,11 @@ async def passthrough(request: Request, upstream: Upstream, extra_headers: dict[
     headers = relay_headers(resp, extra_headers)
     media = resp.headers.get("content-type")
     headers.pop("content-type", None)
+    # A body Ollama sent with a length keeps it (we ask for identity encoding, so the bytes
+    # are relayed unchanged): not re-chunked, and a HEAD says how long the GET would be.
+    length = resp.headers.get("content-length")
+    if length is not None and "content-encoding" not in resp.headers:
+        headers["content-length"] = length
     if request.method == "HEAD":
         await resp.aclose()
         return Response(b"", status_code=resp.status_code, headers=headers, media_type=media)

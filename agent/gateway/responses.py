@@ -10,6 +10,10 @@ from starlette.responses import Response
 
 NDJSON = "application/x-ndjson"  # exactly, no charset: some clients compare the whole value
 SSE = "text/event-stream"
+# Whole JSON answers carry the Content-Type Ollama sends: gin's c.JSON on /api/* adds a
+# charset, the OpenAI middleware on /v1/* sets plain "application/json".
+JSON_OLLAMA = "application/json; charset=utf-8"
+JSON_OPENAI = "application/json"
 
 H_CACHE = "X-Powergate-Cache"
 H_MODEL = "X-Powergate-Model"
@@ -21,6 +25,11 @@ NO_MODEL = "none"  # X-Powergate-Model of an answer no model produced (tags, ver
 
 def is_openai_path(path: str) -> bool:
     return path.startswith("/v1/") or path == "/v1"
+
+
+def json_media(path: str) -> str:
+    """The Content-Type of a whole JSON answer on this path, as Ollama sends it."""
+    return JSON_OPENAI if is_openai_path(path) else JSON_OLLAMA
 
 
 def error_body(path: str, message: str, status: int, *, param: str | None = None, code: str | None = None) -> bytes:
@@ -43,7 +52,7 @@ def error_response(
     return Response(
         error_body(path, message, status, param=param),
         status_code=status,
-        media_type="application/json",
+        media_type=json_media(path),
         headers=headers,
     )
 

@@ -22,8 +22,33 @@ LOCAL_NAMES = ("localhost", "127.0.0.1", "0.0.0.0", "[::1]")
 # Browser-ish origins of local tools: editor webviews, Electron/Tauri apps, files.
 APP_ORIGIN_PATTERNS = ("app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*")
 UNLIMITED_BODY_PREFIXES = ("/api/blobs/",)  # model blobs are gigabytes; streamed through
-CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS, HEAD"
-CORS_HEADERS = "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, Cache-Control, X-Powergate-Token"
+# What Ollama's preflight allows (gin-contrib/cors DefaultConfig + server/routes.go AllowHeaders,
+# with the OpenAI SDK's headers), plus our own request headers.
+CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
+CORS_HEADERS = ", ".join(
+    (
+        "Authorization",
+        "Content-Type",
+        "User-Agent",
+        "Accept",
+        "X-Requested-With",
+        "OpenAI-Beta",
+        "x-stainless-arch",
+        "x-stainless-async",
+        "x-stainless-custom-poll-interval",
+        "x-stainless-helper-method",
+        "x-stainless-lang",
+        "x-stainless-os",
+        "x-stainless-package-version",
+        "x-stainless-poll-helper",
+        "x-stainless-retry-count",
+        "x-stainless-runtime",
+        "x-stainless-runtime-version",
+        "x-stainless-timeout",
+        "Cache-Control",
+        "X-Powergate-Token",
+    )
+)
 CORS_EXPOSE = "X-Powergate-Cache, X-Powergate-Model, X-Powergate-Profile"
 
 

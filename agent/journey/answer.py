@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
-from agent.cache.answers import assemble, is_sse, stream_bytes, whole_to_chunks
+from agent.cache.answers import assemble, is_sse, restamp_all, split_events, stream_bytes, whole_to_chunks
 from agent.cache.base import Entry
 from agent.errors import BadRequest, PowergateError, UpstreamBusy
 from agent.gateway import proxy
@@ -19,14 +20,17 @@ from agent.gateway.responses import (
     H_CACHE,
     H_PROFILE,
     H_UPSTREAM,
+    JSON_OLLAMA,
+    JSON_OPENAI,
     NDJSON,
     NO_UPSTREAM,
     SSE,
     error_response,
+    json_media,
     powergate_headers,
 )
 from agent.journey.flights import Flight
-from agent.journey.request import BYPASS, InferenceRequest
+from agent.journey.request import BYPASS, TYPEAHEAD, InferenceRequest
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,11 @@ DEFAULT_ERROR_STATUS = 502
 
 
 def failure(path: str, exc: PowergateError, model: str, profile: str, upstream: str = NO_UPSTREAM) -> Response:
-    """A powergate error in the client's API format, with its status (and Retry-After when busy)."""
-    headers = powergate_headers(BYPASS, model, profile)
+    """A powergate error in the client's API format, with its status (and Retry-After when busy).
+
+    No model produced it: X-Powergate-Model says "none" (the message names the model where
+    it matters)."""
+    headers = powergate_headers(BYPASS, "", profile)
     headers[H_UPSTREAM] = upstream
     status = getattr(exc, "status_code", DEFAULT_ERROR_STATUS)
     if isinstance(exc, UpstreamBusy):
@@ -45,8 +52,10 @@ def failure(path: str, exc: PowergateError, model: str, profile: str, upstream: 
 
 
 def replay(entry: Entry, api: str, stream: bool, include_usage: bool, headers: dict[str, str]) -> Response:
-    """A stored answer as the client asked for it: streamed (all chunks at once) or whole."""
+    """A stored answer as the client asked for it, stamped with the time it is served:
+    streamed one NDJSON line / SSE event per write (like Ollama), or whole."""
     whole = entry.meta.get("form") == "whole"
+    whole_media = JSON_OPENAI if is_sse(api) else JSON_OLLAMA
     if stream:
         rk = "s1" if include_usage else "s0"
         content = entry.replay_form(rk)
@@ -54,14 +63,21 @@ def replay(entry: Entry, api: str, stream: bool, include_usage: bool, headers: d
             chunks = whole_to_chunks(api, entry.chunks[0]) if whole else entry.chunks
             content = stream_bytes(api, chunks, include_usage)
             entry.remember_form(rk, content)
-        return Response(content, media_type=SSE if is_sse(api) else NDJSON, headers=headers)
+        return StreamingResponse(
+            _aiter(restamp_all(split_events(api, content))), media_type=SSE if is_sse(api) else NDJSON, headers=headers
+        )
     if whole:
-        return Response(entry.chunks[0], media_type="application/json", headers=headers)
+        return Response(restamp_all(entry.chunks[:1])[0], media_type=whole_media, headers=headers)
     content = entry.replay_form("w")
     if content is None:
         content = assemble(api, entry.chunks)
         entry.remember_form("w", content)
-    return Response(content, media_type="application/json", headers=headers)
+    return Response(restamp_all([content])[0], media_type=whole_media, headers=headers)
+
+
+async def _aiter(events: list[bytes]) -> AsyncIterator[bytes]:
+    for e in events:
+        yield e
 
 
 def stream_error(chunks: list[bytes]) -> str:
@@ -85,6 +101,8 @@ async def serve_flight(req: InferenceRequest, flight: Flight) -> Response:
     try:
         if stream and not flight.whole:
             await proxy.until_done(req.http, flight.started())
+            if flight.synthesized:  # answered from a newer request that extends this prompt
+                headers[H_CACHE] = TYPEAHEAD
             if flight.error_exc is None and flight.status == 200:
                 headers[H_UPSTREAM] = flight.upstream_url or NO_UPSTREAM
                 return proxy.stream_response(path, flight.stream(req.include_usage), headers)
@@ -96,11 +114,8 @@ async def serve_flight(req: InferenceRequest, flight: Flight) -> Response:
         return Response(status_code=499)
     flight.leave()
     headers[H_UPSTREAM] = flight.upstream_url or NO_UPSTREAM
-    if flight.superseded:
-        headers[H_CACHE] = BYPASS
-        return error_response(
-            path, "superseded: a newer completion from the same client extends this prompt", 409, headers=headers
-        )
+    if flight.synthesized:
+        headers[H_CACHE] = TYPEAHEAD
     if flight.error_exc is not None:
         return failure(path, flight.error_exc, flight.model, headers[H_PROFILE])
     if flight.status != 200:
@@ -113,4 +128,4 @@ async def serve_flight(req: InferenceRequest, flight: Flight) -> Response:
         form = {"form": "whole"} if flight.whole else {}
         entry = Entry(flight.api, flight.model, flight.chunks, meta=form)
         return replay(entry, flight.api, stream, req.include_usage, headers)
-    return Response(assemble(flight.api, flight.chunks), media_type="application/json", headers=headers)
+    return Response(assemble(flight.api, flight.chunks), media_type=json_media(path), headers=headers)

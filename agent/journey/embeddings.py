@@ -23,7 +23,7 @@ from agent.cache.base import Entry
 from agent.cache.keys import RUNNER_ONLY_OPTIONS, embedding_key
 from agent.errors import PowergateError, UpstreamError
 from agent.gateway import proxy
-from agent.gateway.responses import H_CACHE, H_PROFILE, H_UPSTREAM, error_response, powergate_headers
+from agent.gateway.responses import H_CACHE, H_PROFILE, H_UPSTREAM, error_response, json_media, powergate_headers
 from agent.journey.request import InferenceRequest
 from agent.profiles import Profile
 from agent.upstreams.base import Reply, Upstream
@@ -59,10 +59,15 @@ class EmbeddingService:
         model = body["model"]
         legacy = path == "/api/embeddings"
         if legacy:
-            inputs = [body.get("prompt") or ""]
+            inputs = [body["prompt"]] if body.get("prompt") else []
         else:
             raw = body.get("input")
-            inputs = [raw] if isinstance(raw, str) else list(raw or [])
+            if isinstance(raw, str):
+                # Ollama's /api/embed drops an empty string (no inputs: "embeddings": []);
+                # its /v1/embeddings turns "" into [""] before that (middleware/openai.go).
+                inputs = [raw] if raw or req.openai else []
+            else:
+                inputs = list(raw or [])
         options = {k: v for k, v in (body.get("options") or {}).items() if k not in RUNNER_ONLY_OPTIONS}
         params = {
             "api": "legacy" if legacy else "embed",
@@ -71,11 +76,10 @@ class EmbeddingService:
             "options": options,
         }
         headers = powergate_headers("miss", model, profile.name)
-        if legacy and inputs == [""]:
-            # Ollama answers an empty legacy prompt with an empty vector; nothing to cache.
-            return Response(
-                b'{"embedding":[]}', media_type="application/json", headers=dict(headers, **{H_CACHE: "bypass"})
-            )
+        if not inputs:
+            # Nothing to embed: Ollama still checks (and loads) the model, then answers an empty
+            # list. Asked as it is, so an unknown model is the same 404 as without powergate.
+            return await self._relay_empty(req, model)
 
         keys = [embedding_key(model, t, params) for t in inputs]
         text_of = dict(zip(keys, inputs, strict=True))
@@ -85,6 +89,9 @@ class EmbeddingService:
         if use_cache and not no_read:
             found = await self.rt.cache.lookup_many(unique)
         vectors: dict[str, bytes] = {k: e.chunks[0] for k, (e, _) in found.items()}
+        # The tokens each input cost when it was embedded: a cached input reports them again,
+        # as clients bill and log usage per request.
+        tokens: dict[str, int] = {k: int(e.meta.get("tokens") or 0) for k, (e, _) in found.items()}
         missing = [k for k in unique if k not in vectors]
         pending = self.rt.embed_pending
         theirs = [k for k in missing if k in pending and not no_read]
@@ -112,11 +119,14 @@ class EmbeddingService:
                 await proxy.until_done(request, asyncio.shield(fetch))
                 if served:
                     headers[H_UPSTREAM] = served[-1]
-                vectors.update((k, futures[k].result()) for k in mine)
+                for k in mine:
+                    vectors[k], tokens[k] = futures[k].result()
             if theirs:
                 # shielded: a follower that leaves must not cancel the others' inputs
                 shared = await proxy.until_done(request, asyncio.gather(*(asyncio.shield(pending[k]) for k in theirs)))
-                vectors.update(zip(theirs, shared, strict=True))
+                for k, (vec, n) in zip(theirs, shared, strict=True):
+                    vectors[k] = vec
+                    tokens[k] = n
         except UpstreamFailed as exc:
             self._fail(futures)
             return exc.response
@@ -151,7 +161,8 @@ class EmbeddingService:
         headers[H_CACHE] = outcome
         headers[H_INPUTS] = f"{cached}/{len(keys)}"
         ordered = [vectors[k] for k in keys]
-        return Response(self._render(path, model, ordered, body, stats), media_type="application/json", headers=headers)
+        stats["prompt_eval_count"] = sum(tokens[k] for k in keys)
+        return Response(self._render(path, model, ordered, body, stats), media_type=json_media(path), headers=headers)
 
     async def _fetch_shared(
         self,
@@ -169,10 +180,15 @@ class EmbeddingService:
         pending = self.rt.embed_pending
         try:
             got = await self._fetch(req, model, texts, legacy, stats, served)
-            for k, vec in zip(keys, got, strict=True):
-                futures[k].set_result(vec)
+            for k, (vec, n) in zip(keys, got, strict=True):
+                futures[k].set_result((vec, n))
             if store:
-                self.rt.cache.store_many([(k, Entry("embedding", model, [futures[k].result()])) for k in keys])
+                self.rt.cache.store_many(
+                    [
+                        (k, Entry("embedding", model, [vec], meta={"tokens": n}))
+                        for k, (vec, n) in zip(keys, got, strict=True)
+                    ]
+                )
         except BaseException:
             self._fail(futures)
             raise
@@ -230,16 +246,17 @@ class EmbeddingService:
         legacy: bool,
         stats: dict[str, int],
         served: list[str],
-    ) -> list[bytes]:
+    ) -> list[tuple[bytes, int]]:
+        """The vector and the prompt tokens of each text, in order."""
         path, body, profile = req.path, req.body, req.profile
         route = self.rt.upstreams.route(model)
         fwd = dict(req.forward, **{"content-type": "application/json"})
-        out: list[bytes] = []
+        out: list[tuple[bytes, int]] = []
         if legacy:
             up = {k: v for k, v in body.items() if k != "stream"}
             resp = await self._call(route, served, req.priority, "/api/embeddings", up, fwd)
             self._check(path, resp.status_code, resp.content, model, profile)
-            return [json.dumps(json.loads(resp.content)["embedding"], separators=(",", ":")).encode()]
+            return [(json.dumps(json.loads(resp.content)["embedding"], separators=(",", ":")).encode(), 0)]
         base: dict[str, Any] = {"model": model, "keep_alive": body.get("keep_alive", profile.keep_alive)}
         for k in ("truncate", "dimensions", "options"):
             if body.get(k) is not None:
@@ -253,10 +270,33 @@ class EmbeddingService:
             embs = doc.get("embeddings") or []
             if len(embs) != len(batch):
                 raise PowergateError(f"Ollama returned {len(embs)} embeddings for {len(batch)} inputs")
-            out.extend(json.dumps(v, separators=(",", ":")).encode() for v in embs)
+            counts = split_tokens(int(doc.get("prompt_eval_count") or 0), batch)
+            out.extend((json.dumps(v, separators=(",", ":")).encode(), n) for v, n in zip(embs, counts, strict=True))
             for k in stats:
                 stats[k] += int(doc.get(k) or 0)
         return out
+
+    async def _relay_empty(self, req: InferenceRequest, model: str) -> Response:
+        """An embedding request with nothing to embed, asked upstream as it is and answered as is."""
+        path, body, profile = req.path, req.body, req.profile
+        upstream = self.rt.upstreams.pick()
+        fwd = dict(req.forward, **{"content-type": "application/json"})
+        up_path = "/api/embeddings" if path == "/api/embeddings" else "/api/embed"
+        up = {k: v for k, v in body.items() if k not in ("stream", "encoding_format")}
+        if up_path == "/api/embed":
+            up["input"] = []
+        headers = powergate_headers("bypass", model, profile.name)
+        try:
+            async with upstream.scheduler.slot(req.priority):
+                resp = await proxy.until_done(req.http, upstream.infer(up_path, up, fwd, stream=False))
+        except UpstreamError as exc:
+            return self._error(path, exc, model, profile.name)
+        except proxy.ClientGone:
+            return Response(status_code=499)
+        if resp.status_code != 200:
+            return proxy.upstream_error(path, resp.status_code, resp.content, headers)
+        content = resp.content if path == "/api/embed" else b'{"embedding":[]}'
+        return Response(content, media_type=json_media(path), headers=headers)
 
     def _check(self, path: str, status: int, content: bytes, model: str, profile: Profile) -> None:
         if status != 200:
@@ -272,7 +312,7 @@ class EmbeddingService:
             tail = json.dumps(stats, separators=(",", ":"))[1:]
             return b'{"model":' + m.encode() + b',"embeddings":[' + b",".join(vectors) + b"]," + tail.encode()
         # /v1/embeddings
-        b64 = body.get("encoding_format") == "base64"
+        b64 = str(body.get("encoding_format") or "").lower() == "base64"
         data = []
         for i, v in enumerate(vectors):
             if b64:
@@ -286,4 +326,21 @@ class EmbeddingService:
         return b'{"object":"list","data":[' + b",".join(data) + b'],"model":' + m.encode() + b',"usage":' + usage + b"}"
 
 
-__all__ = ["EmbeddingService", "H_INPUTS", "H_PROFILE"]
+def split_tokens(total: int, texts: list[str]) -> list[int]:
+    """Share a batch's prompt_eval_count among its inputs, by length (largest remainder).
+
+    Ollama reports one count per batch. Shared this way the counts of a batch add up to
+    exactly what Ollama reported, and a single input keeps its exact count."""
+    if not texts:
+        return []
+    weights = [len(t) + 1 for t in texts]  # +1: every input costs at least its special tokens
+    whole = sum(weights)
+    raw = [total * w / whole for w in weights]
+    counts = [int(r) for r in raw]
+    order = sorted(range(len(texts)), key=lambda i: raw[i] - counts[i], reverse=True)
+    for i in order[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+__all__ = ["EmbeddingService", "H_INPUTS", "H_PROFILE", "split_tokens"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from agent.cache.answers import DONE_LINE, chunk_is_final, is_sse
+from agent.cache.answers import DONE_LINE, chunk_is_final, completion_text, is_sse, stream_events, synth_completion
 from agent.cache.typeahead import same_position
 from agent.errors import StreamBroken, UpstreamError
 from agent.journey.preempt import PauseState
@@ -60,7 +60,8 @@ class Flight:
         self.started_at = time.perf_counter()
         self.wall_s = 0.0
         self.queued = False  # another call held Ollama when this one arrived
-        self.superseded = False
+        self.superseded = False  # a newer request of the same client extended this one
+        self.synthesized = False  # answered from that newer request, without the model server
         self.prefetch = False  # started by the prefetcher, nobody asked yet
         self.promoted = False  # a client joined the prefetch
         self.ticket: Any = None
@@ -80,13 +81,36 @@ class Flight:
 
     async def run(self, route: Route, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
         try:
-            await self._attempts(route, path, body, headers)
-        except Superseded:
-            self.superseded = True
+            try:
+                await self._attempts(route, path, body, headers)
+            except Superseded as exc:
+                # A newer request of the same client extends this prompt. Never refuse a
+                # waiting request: answer it from the newer one (what was typed in between
+                # + the newer completion), or, when that fails or is aborted, run it after all.
+                self.superseded = True
+                if not await self._answer_from(exc.by):
+                    self.client = ""  # running after all: not superseded a second time
+                    await self._attempts(route, path, body, headers)
         except UpstreamError as exc:  # the scheduler's queue is full
             self.error_exc = exc
         finally:
             self._finish()
+
+    async def _answer_from(self, newer: Any) -> bool:
+        """Take the answer of `newer` (a Flight whose prompt extends ours); False if it has none."""
+        if not isinstance(newer, Flight) or not newer.prefix.startswith(self.prefix) or newer.api != self.api:
+            return False
+        await newer.finished()
+        if not newer.complete or not newer.chunks:
+            return False
+        typed = newer.prefix[len(self.prefix) :]
+        text = typed + completion_text(newer.api, newer.chunks)
+        self.chunks = synth_completion(self.api, self.model, text, newer.chunks)
+        self.whole = False
+        self.synthesized = True
+        self.status = 200
+        self.complete = True
+        return True
 
     async def _attempts(self, route: Route, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
         """The route's first host; once the next one if the first failed before the answer began;
@@ -96,7 +120,7 @@ class Flight:
             # only suggestions move between queues: the user is waiting for them
             alternates = route.alternates(up) if self.priority == AUTOCOMPLETE else ()
             try:
-                async with up.scheduler.slot(self.priority, self.client, self.prefix, alternates) as ticket:
+                async with up.scheduler.slot(self.priority, self.client, self.prefix, alternates, owner=self) as ticket:
                     self.ticket = ticket
                     self.queued = ticket.waited
                     self.started_at = time.perf_counter()
@@ -260,12 +284,14 @@ class Flight:
         self.done = True
         self.wall_s = time.perf_counter() - self.started_at
         self._notify()
-        if self.complete and self.on_finished is not None:
+        # An answer made from another request's is neither an upstream call to measure
+        # nor an answer of the model to store under this prompt.
+        if self.complete and not self.synthesized and self.on_finished is not None:
             try:
                 self.on_finished(self)
             except Exception:
                 log.exception("recording upstream figures failed")
-        if self.complete and self.on_complete is not None:
+        if self.complete and not self.synthesized and self.on_complete is not None:
             try:
                 self.on_complete(self)
             except Exception:
@@ -349,12 +375,10 @@ class Flight:
                 if i < len(self.chunks):
                     pending = self.chunks[i:]
                     i += len(pending)
-                    if sse:
-                        yield b"".join(
-                            b"data: " + c + b"\n\n" for c in pending if include_usage or b'"choices":[]' not in c
-                        )
-                    else:
-                        yield b"".join(c + b"\n" for c in pending)
+                    # One write per chunk, as Ollama writes them: clients that parse each
+                    # read as one JSON document break on two lines in one write.
+                    for event in stream_events(self.api, pending, include_usage, done_marker=False):
+                        yield event
                     continue
                 if self.done:
                     break

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from agent.errors import ModelNotFound, UpstreamError
 from agent.gateway import proxy
-from agent.gateway.responses import H_CACHE, H_PROFILE, H_UPSTREAM
+from agent.gateway.responses import H_CACHE, H_PROFILE, H_UPSTREAM, json_media
 from agent.journey.answer import failure, serve_flight
 from agent.journey.dispatch import pause_state, record_upstream, upstream_headers
 from agent.journey.request import BYPASS, InferenceRequest
@@ -121,5 +121,5 @@ async def forward(req: InferenceRequest, rt: Runtime) -> Response:
             if doc is not None:
                 rt.metrics.record_upstream(doc, elapsed, ticket.waited)
                 rt.upstreams.record_answer(up.url, req.model, doc, ticket.waited)
-        return Response(content, status_code=200, media_type="application/json", headers=headers)
+        return Response(content, status_code=200, media_type=json_media(path), headers=headers)
     return failure(path, UpstreamError("no model host could answer"), req.model, headers[H_PROFILE])

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from agent.runtime import Runtime
 
 
-def route_request(req: InferenceRequest, rt: Runtime) -> None:
+async def route_request(req: InferenceRequest, rt: Runtime) -> None:
     """Resolve aliases and caps into a concrete model; a cold editor warms the autocomplete model."""
     decision = route(req.requested, req.kind, req.body, req.profile, rt.settings.models)
     req.model = req.body["model"] = decision.model
@@ -22,7 +22,8 @@ def route_request(req: InferenceRequest, rt: Runtime) -> None:
     req.priority = lanes.priority(req.http, priority_for(decision.job, req.kind))
     if decision.reason == "cap":
         rt.capped += 1
-    if not req.openai:
-        rt.normalise_runner(req.body, req.profile, req.kind)
+    ctx = await rt.normalise_runner(req.body, req.profile, req.kind) if not req.openai else None
     req.headers = powergate_headers(MISS, decision.model, req.profile.name)
+    if ctx is not None:
+        req.headers.update(ctx.header())  # a profile's num_ctx_max shrank the client's context
     rt.prefetcher.touch(req.profile)

@@ -25,7 +25,7 @@ class Journey:
 
     async def run(self, req: InferenceRequest) -> Response:
         rt = self.rt
-        route_request(req, rt)
+        await route_request(req, rt)
         if req.embedding:
             return await self.embeddings.handle(req)
         cp = lookup.plan(req, rt)

@@ -92,7 +92,7 @@ class Upstream(abc.ABC):
         self.url = settings.url
         self.health = UpstreamHealth()
         self.kind_known = settings.kind != "auto"  # "auto": probed at the first check that reaches it
-        self.scheduler = Scheduler(settings.max_concurrency, settings.url)
+        self.scheduler = Scheduler(settings.max_concurrency, settings.url, settings.max_queue)
         self.client = httpx.AsyncClient(
             base_url=self.url,
             timeout=httpx.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT, write=WRITE_TIMEOUT, pool=None),
@@ -183,6 +183,10 @@ class Upstream(abc.ABC):
     async def loaded_models(self) -> list[str]:
         """The models the server holds in memory now."""
 
+    async def loaded_contexts(self) -> dict[str, int]:
+        """The context size (tokens) of each loaded model's runner, where the server says it."""
+        return {}
+
     async def list_models(self) -> dict[str, float | None] | None:
         """The models the server offers, name -> size in MB (None for a size it does not say);
         None when this kind cannot list them (every model is then assumed available)."""
@@ -205,6 +209,7 @@ class Upstream(abc.ABC):
             "error": self.health.error,
             "checked_at": self.health.checked_at,
             "max_concurrency": self.scheduler.slots,
+            "max_queue": self.scheduler.max_queue,
             "weight": self.settings.weight,
         }
 

@@ -64,6 +64,20 @@ class OllamaUpstream(Upstream):
         except (httpx.HTTPError, ValueError):
             return []
 
+    async def loaded_contexts(self) -> dict[str, int]:
+        """`context_length` of each runner in GET /api/ps (what num_ctx it was loaded with)."""
+        try:
+            r = await self.client.get("/api/ps", timeout=HEALTH_TIMEOUT)
+            r.raise_for_status()
+            out = {}
+            for m in r.json().get("models", []):
+                ctx = m.get("context_length")
+                if isinstance(ctx, int) and ctx > 0:
+                    out[str(m.get("model") or m.get("name"))] = ctx
+            return out
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return {}
+
     async def list_models(self) -> dict[str, float | None] | None:
         """GET /api/tags (raises UpstreamError when Ollama does not answer it)."""
         r = await self.send("GET", "/api/tags", timeout=HEALTH_TIMEOUT)

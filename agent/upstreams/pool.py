@@ -97,6 +97,7 @@ class Route:
     reason: str
     pool: UpstreamPool | None = None
     tried: list[str] = field(default_factory=list)
+    model: str = ""
 
     @property
     def first(self) -> Upstream:
@@ -128,7 +129,7 @@ class Route:
 
     def answered(self, up: Upstream) -> None:
         if self.pool is not None:
-            self.pool.note_success(up)
+            self.pool.note_success(up, self.model)
 
 
 class _Probe:
@@ -184,19 +185,20 @@ class UpstreamPool:
         """The hosts for one request for `model`, best first (ModelNotFound when no host has it)."""
         if len(self.upstreams) == 1:
             # One host: its own answer is the authority, a 404 included.
-            return self._decided(Route([self.upstreams[0]], "only", self))
+            return self._decided(Route([self.upstreams[0]], "only", self), model)
         if self.strategy == "weight":
-            return self._decided(Route([self.pick()], "weight", self))
+            return self._decided(Route([self.pick()], "weight", self), model)
         records = list(self.records.values())
         if self.strategy == "round-robin":
             serving = [r for r in records if r.breaker.serves() and r.has(model) is not False] or records
             turn = next(self._turn) % len(serving)
             urls = [r.url for r in serving[turn:] + serving[:turn]]
-            return self._decided(Route([self._by_url(u) for u in urls], "round-robin", self))
+            return self._decided(Route([self._by_url(u) for u in urls], "round-robin", self), model)
         choice = choose(records, model, self.power, self._load)
-        return self._decided(Route([self._by_url(u) for u in choice.urls], choice.reason, self))
+        return self._decided(Route([self._by_url(u) for u in choice.urls], choice.reason, self), model)
 
-    def _decided(self, route: Route) -> Route:
+    def _decided(self, route: Route, model: str) -> Route:
+        route.model = model
         self.decisions[(route.first.url, route.reason)] += 1
         self.records[route.first.url].served[route.reason] += 1
         return route
@@ -232,10 +234,14 @@ class UpstreamPool:
                 max(0.0, record.breaker.rest_until - time.time()),
             )
 
-    def note_success(self, up: Upstream) -> None:
-        b = self.records[up.url].breaker
-        if b.state is not HostState.UP:
-            b.succeeded()
+    def note_success(self, up: Upstream, model: str = "") -> None:
+        record = self.records[up.url]
+        if record.breaker.state is not HostState.UP:
+            record.breaker.succeeded()
+        # It answered with the model: the model is in its memory now (what it let go to make
+        # room, the next background check tells).
+        if model and record.info.loaded is not None and model not in record.info.loaded:
+            record.info.loaded = record.info.loaded | {model}
 
     def record_answer(self, url: str, model: str, doc: Mapping[str, Any], queued: bool) -> None:
         """An answer's own duration fields (Ollama's final chunk)."""

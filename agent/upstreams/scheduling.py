@@ -7,10 +7,14 @@ powergate makes to an Ollama goes through that upstream's scheduler:
 - `max_concurrency` slots (default 1, like Ollama);
 - priorities: autocomplete/FIM > chat > embeddings and other bulk > prefetch;
   within autocomplete the newest first, and an older queued completion from the
-  same client that the newer one extends is superseded (it never runs), also when
-  the editor's prompt window dropped lines from its top meanwhile;
+  same client that the newer one extends is superseded (also when the editor's prompt
+  window dropped lines from its top meanwhile): it does not run on its own, its owner
+  is told which newer request extends it (and answers from that one, or runs after all
+  when that one fails or is aborted);
 - ageing: every `AGE_STEP_S` a request waits lifts it one class, so nothing starves;
-- a bounded queue: past `MAX_QUEUE` waiting, a clear UpstreamBusy (503 + Retry-After);
+- a bounded queue as deep as Ollama's (`OLLAMA_MAX_QUEUE`, 512): past `max_queue` waiting
+  (per `[[upstream]]`), a clear UpstreamBusy (503 + Retry-After). The official clients do not
+  retry a 503, so the bound must not be smaller than what Ollama itself would have queued;
 - a waiter whose client left is simply cancelled: it never reaches Ollama;
 - a running prefetch is cancelled as soon as foreground work waits for its slot;
 - preemption: a suggestion that finds every slot busy with a lower class that is
@@ -44,14 +48,20 @@ log = logging.getLogger(__name__)
 AUTOCOMPLETE, CHAT, BULK, PREFETCH = 0, 1, 2, 3
 PRIORITY_NAMES = {AUTOCOMPLETE: "autocomplete", CHAT: "chat", BULK: "bulk", PREFETCH: "prefetch"}
 AGE_STEP_S = 5.0  # seconds of waiting that lift a request one priority class
-MAX_QUEUE = 64  # waiting requests per upstream before new ones get 503
+MAX_QUEUE = 512  # waiting requests per upstream before new ones get 503 (Ollama's OLLAMA_MAX_QUEUE)
 RETRY_AFTER_S = 2.0
 RATE_WEIGHT = 0.2  # weight of the newest measurement in the prompt-rate moving average
 RESUME_CLASS_OFFSET = 0.5  # a paused generation's class while it waits: with the suggestions, after them
 
 
 class Superseded(Exception):
-    """A newer completion from the same client extends this one: it will not run."""
+    """A newer completion from the same client extends this one: it will not run as queued.
+
+    `by` is the owner of the newer request's ticket (whatever it passed to `slot`)."""
+
+    def __init__(self, by: Any = None) -> None:
+        super().__init__("a newer completion from the same client extends this prompt")
+        self.by = by
 
 
 class Moved(Exception):
@@ -88,6 +98,7 @@ class Ticket:
     future: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     running_task: asyncio.Task[Any] | None = None
     waited: bool = False  # no slot was free when it arrived
+    owner: Any = None  # who holds the ticket (told to a request it supersedes)
     pausable: Pausable | None = None  # set by a holder that can pause and resume its generation
     hold_s: float = 0.0  # keep the slot this long after the block ends (the server is still busy)
     resuming: bool = False  # a paused generation waiting to go on
@@ -118,9 +129,10 @@ class SchedulerStats:
 
 
 class Scheduler:
-    def __init__(self, slots: int = 1, name: str = "") -> None:
+    def __init__(self, slots: int = 1, name: str = "", max_queue: int = MAX_QUEUE) -> None:
         self.slots = slots
         self.name = name
+        self.max_queue = max_queue
         self.running: set[Ticket] = set()
         self.waiting: list[Ticket] = []
         self._seq = itertools.count()
@@ -194,7 +206,7 @@ class Scheduler:
             ):
                 self.waiting.remove(old)
                 self.stats.superseded += 1
-                old.future.set_exception(Superseded())
+                old.future.set_exception(Superseded(newer.owner))
 
     def _preempt_prefetch(self) -> None:
         for t in list(self.running):
@@ -264,17 +276,22 @@ class Scheduler:
 
     @asynccontextmanager
     async def slot(
-        self, priority: int, client: str = "", prefix: str = "", alternates: tuple[str, ...] = ()
+        self,
+        priority: int,
+        client: str = "",
+        prefix: str = "",
+        alternates: tuple[str, ...] = (),
+        owner: Any = None,
     ) -> AsyncIterator[Ticket]:
         """Hold one of the upstream's slots for the duration of the block."""
-        if len(self.waiting) >= MAX_QUEUE and priority != AUTOCOMPLETE:
+        if len(self.waiting) >= self.max_queue and priority != AUTOCOMPLETE:
             self.stats.rejected_busy += 1
             raise UpstreamBusy(
-                f"powergate's queue for {self.name} is full ({MAX_QUEUE} waiting); try again shortly",
+                f"powergate's queue for {self.name} is full ({self.max_queue} waiting); try again shortly",
                 url=self.name,
                 retry_after=RETRY_AFTER_S,
             )
-        ticket = Ticket(priority, next(self._seq), time.monotonic(), client, prefix, alternates=alternates)
+        ticket = Ticket(priority, next(self._seq), time.monotonic(), client, prefix, alternates=alternates, owner=owner)
         ticket.running_task = asyncio.current_task()
         ticket.waited = len(self.running) >= self.slots or bool(self.waiting)
         self._supersede(ticket)
@@ -311,6 +328,7 @@ class Scheduler:
     def describe(self) -> dict[str, Any]:
         return {
             "slots": self.slots,
+            "max_queue": self.max_queue,
             "running": sorted(PRIORITY_NAMES[t.priority] for t in self.running),
             "waiting": sorted(PRIORITY_NAMES[t.priority] for t in self.waiting),
             "granted": self.stats.granted,

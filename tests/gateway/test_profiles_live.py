@@ -129,15 +129,18 @@ def test_runner_options_normalised_so_the_model_loads_once(powered: PoweredGatew
         opts = {"num_ctx": ctx, "num_batch": 64 * (i + 1), "num_thread": i + 1} if ctx else {}
         assert gen(gw, SMALL, prompt=f"p{i}", options=opts, keep_alive="1h").status_code == 200
     sent = [e.body for e in sim.sim.inference_log()]
-    assert {b["options"]["num_ctx"] for b in sent} == {4096}
+    # num_ctx only ever rounded up: the profile's 4096, the client's bigger 8192, then the
+    # loaded runner's 8192 for the clients that ask less or nothing, the client's 16384
+    assert [b["options"]["num_ctx"] for b in sent] == [4096, 8192, 8192, 8192, 16384]
     assert all("num_batch" not in b["options"] and "num_thread" not in b["options"] for b in sent)
     assert {b["keep_alive"] for b in sent} == {"10m"}  # the profile's, not the client's
-    assert sim.sim.loads == 1
+    assert sim.sim.loads == 3  # not 5: 2048, None and 4096 reuse the loaded runner
     assert powered.status()["routing"]["reloads_avoided"] == 4
     powered.put({"profile": "battery-saver"})
     gen(gw, SMALL, prompt="saver")
     last = sim.sim.inference_log()[-1].body
-    assert last["keep_alive"] == "2m" and last["options"]["num_ctx"] == 2048 and last["options"]["num_thread"] >= 1
+    # the loaded runner's context is kept (a smaller one would reload the model)
+    assert last["keep_alive"] == "2m" and last["options"]["num_ctx"] == 16384 and last["options"]["num_thread"] >= 1
 
 
 def test_switch_to_battery_saver_unloads_models_above_the_cap(powered: PoweredGateway, sim: SimServer) -> None:

@@ -56,6 +56,6 @@ async def test_the_runtime_sends_the_limited_threads(tmp_path: Path) -> None:
     rt.controller.on_snapshot(snap(0, 95))
     rt.controller.on_snapshot(snap(70, 95))
     body = {"model": "m", "prompt": "x", "options": {"num_thread": 16}}
-    rt.normalise_runner(body, rt.controller.profile, "generate")
+    await rt.normalise_runner(body, rt.controller.profile, "generate")
     assert body["options"]["num_thread"] == rt.controller.profile.resolved_num_thread() >= 1
     await rt.aclose()

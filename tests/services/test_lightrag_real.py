@@ -362,7 +362,8 @@ def test_doctor_reads_lightrags_configuration_and_prints_its_env(stack: Stack) -
     assert "ENABLE_LLM_CACHE" not in text.split("LightRAG .env")[0]  # it is off in this LightRAG
     # LightRAG asks 4096 tokens of context: every profile that sends less is a finding
     short = [p.name for p in stack.agent.settings.profiles.values() if context_sent(p, 4096) < 4096]
-    assert ok is not bool(short) and all(f"{name} (" in text for name in short)
+    # (ok also depends on the other checks of this LightRAG: only a shortfall must fail it)
+    assert (not ok or not short) and all(f"{name} (" in text for name in short)
     assert ("fits every profile's num_ctx" in text) is not bool(short)
     assert f"LLM_BINDING_HOST={stack.pg}/lane/bulk" in text and "ENABLE_LLM_CACHE=false" in text
     # the same LightRAG, as most users run it: straight to Ollama, its own answer cache on

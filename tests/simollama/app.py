@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import math
 import random
 import re
+import struct
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,11 +21,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.simollama import binding
+
 VERSION = "0.12.6"
 DEFAULT_KEEP_ALIVE_S = 300.0
 NDJSON = "application/x-ndjson"
 RUNNER_OPTIONS = ("num_ctx", "num_thread", "num_batch", "num_gpu", "main_gpu", "use_mmap")
 DEFAULT_NUM_CTX = 4096
+MODEL_CONTEXT_LENGTH = 32768  # what /api/show's model_info says (llama-index sends it as num_ctx)
+JSON_API = "application/json; charset=utf-8"  # gin's c.JSON on /api/*
+JSON_V1 = "application/json"  # the OpenAI middleware's writers on /v1/*
+# A missing model: the generate and embed handlers fall back to 404 "model '' not found",
+# chat and the legacy embeddings answer 400 "model is required" (server/routes.go).
+MODEL_REQUIRED_STATUS = {"/api/generate": 404, "/api/chat": 400, "/api/embed": 404, "/api/embeddings": 400}
+STRUCTS = {
+    "/api/generate": (binding.GENERATE, "GenerateRequest"),
+    "/api/chat": (binding.CHAT, "ChatRequest"),
+    "/api/embed": (binding.EMBED, "EmbedRequest"),
+    "/api/embeddings": (binding.EMBEDDINGS, "EmbeddingRequest"),
+    "/v1/chat/completions": (binding.OAI_CHAT, "ChatCompletionRequest"),
+    "/v1/completions": (binding.OAI_COMPLETION, "CompletionRequest"),
+    "/v1/embeddings": (binding.OAI_EMBED, "EmbedRequest"),
+}
+# /v1/* handlers behind the middleware: which native handler answers them
+NATIVE_OF = {"/v1/chat/completions": "/api/chat", "/v1/completions": "/api/generate", "/v1/embeddings": "/api/embed"}
 # A model answers from what it was given: the simulated one quotes every fact marker in
 # its prompt (e.g. a document chunk LightRAG retrieved), so a new document is observable.
 FACT_MARKER = re.compile(r"FACT-[A-Za-z0-9]+")
@@ -112,17 +133,13 @@ class LogEntry:
 
 
 def parse_keep_alive(v: Any) -> float:
-    """Seconds; negative = forever, 0 = unload now. Same forms Ollama accepts."""
-    if v is None:
-        return DEFAULT_KEEP_ALIVE_S
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    if isinstance(v, str):
-        m = re.fullmatch(r"(-?\d+(?:\.\d+)?)(ms|s|m|h)?", v.strip())
-        if m:
-            n = float(m.group(1))
-            return n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
-    raise ValueError(f'time: invalid duration "{v}"')
+    """Seconds; negative = forever, 0 = unload now. Same forms Ollama accepts (api.Duration)."""
+    return binding.keep_alive_seconds(v, DEFAULT_KEEP_ALIVE_S)
+
+
+def _b64(vector: list[float]) -> str:
+    """openai.ToEmbeddingList with encoding_format base64: little-endian float32 bytes."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 def now_iso() -> str:
@@ -175,7 +192,7 @@ class SimOllama:
             raise OllamaError(400, "model is required")
         m = self.models.get(name) or self.models.get(f"{name}:latest")
         if m is None:
-            raise OllamaError(404, f'model "{name}" not found, try pulling it first')
+            raise OllamaError(404, f"model '{name}' not found")
         return m
 
     def inference_log(self, include_loads: bool = False) -> list[LogEntry]:
@@ -292,12 +309,45 @@ INFERENCE_PATHS = {
 }
 
 
+class ApiJSON(JSONResponse):
+    media_type = JSON_API
+
+
+class V1JSON(JSONResponse):
+    media_type = JSON_V1
+
+
 def _err(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    return ApiJSON({"error": message}, status_code=status)
 
 
-def _oai_err(status: int, message: str, typ: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": typ, "param": None, "code": None}}, status_code=status)
+def _oai_err(status: int, message: str, typ: str | None = None) -> JSONResponse:
+    # openai.NewError: the type follows the status
+    typ = typ or {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
+    return V1JSON({"error": {"message": message, "type": typ, "param": None, "code": None}}, status_code=status)
+
+
+def _decode(path: str, body: dict[str, Any]) -> None:
+    """Ollama's request decoding and the checks it makes before looking at the model."""
+    fields, struct = STRUCTS[path]
+    try:
+        binding.bind(body, fields, struct)
+    except binding.BindError as exc:
+        raise OllamaError(400, str(exc)) from None
+    if path == "/v1/chat/completions" and not body.get("messages"):
+        raise OllamaError(400, "[] is too short - 'messages'")
+    if path == "/v1/embeddings":
+        fmt = body.get("encoding_format")
+        if fmt and fmt.lower() not in ("float", "base64"):
+            raise OllamaError(
+                400, f"Invalid value for 'encoding_format' = {fmt}. Supported values: ['float', 'base64']."
+            )
+        if body.get("input") is None or body.get("input") == []:
+            raise OllamaError(400, "invalid input")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        status = MODEL_REQUIRED_STATUS[NATIVE_OF.get(path, path)]
+        raise OllamaError(status, "model is required" if status == 400 else "model '' not found")
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -345,10 +395,10 @@ def build_app(sim: SimOllama) -> Starlette:
         return PlainTextResponse("Ollama is running")
 
     async def version(request: Request) -> Response:
-        return JSONResponse({"version": VERSION})
+        return ApiJSON({"version": VERSION})
 
     async def tags(request: Request) -> Response:
-        return JSONResponse(
+        return ApiJSON(
             {
                 "models": [
                     {
@@ -385,7 +435,7 @@ def build_app(sim: SimOllama) -> Starlette:
                     "context_length": lm.runner[0] or DEFAULT_NUM_CTX,
                 }
             )
-        return JSONResponse({"models": models})
+        return ApiJSON({"models": models})
 
     async def show(request: Request) -> Response:
         try:
@@ -393,14 +443,18 @@ def build_app(sim: SimOllama) -> Starlette:
             m = sim.resolve(body.get("model") or body.get("name"))
         except OllamaError as e:
             return _err(e.status, e.message)
-        return JSONResponse(
+        return ApiJSON(
             {
                 "license": "Apache License 2.0",
                 "modelfile": f"FROM {m.name}\n",
                 "parameters": 'stop "<|endoftext|>"',
                 "template": "{{ .Prompt }}",
                 "details": _details(m),
-                "model_info": {"general.architecture": m.family, "general.parameter_count": 1_500_000_000},
+                "model_info": {
+                    "general.architecture": m.family,
+                    "general.parameter_count": 1_500_000_000,
+                    f"{m.family}.context_length": MODEL_CONTEXT_LENGTH,  # the model's trained context
+                },
                 "capabilities": ["embedding"] if m.embedding else ["completion", "insert", "tools"],
                 "modified_at": "2025-01-01T00:00:00Z",
             }
@@ -436,6 +490,7 @@ def build_app(sim: SimOllama) -> Starlette:
         try:
             body = await _body(request)
             entry.body = body
+            _decode(path, body)
             model = sim.resolve(body.get("model"))
             entry.model = model.name
             if sim.fail_next:
@@ -443,7 +498,8 @@ def build_app(sim: SimOllama) -> Starlette:
                 raise OllamaError(status, message)
             if model.embedding:
                 raise OllamaError(400, f'"{model.name}" does not support {"chat" if kind == "chat" else "generate"}')
-            options = dict(body.get("options") or {})
+            # the OpenAI middleware builds the native request afresh: no options, no keep_alive
+            options = {} if oai else dict(body.get("options") or {})
             if oai:
                 for src, dst in (
                     ("temperature", "temperature"),
@@ -454,7 +510,7 @@ def build_app(sim: SimOllama) -> Starlette:
                 ):
                     if body.get(src) is not None:
                         options[dst] = body[src]
-            keep_alive = parse_keep_alive(body.get("keep_alive"))
+            keep_alive = parse_keep_alive(None if oai else body.get("keep_alive"))
             stream = body.get("stream", not oai)
             if kind == "chat":
                 messages = body.get("messages") or []
@@ -477,7 +533,7 @@ def build_app(sim: SimOllama) -> Starlette:
                 seed_text = f"{body.get('system', '')}\x00{body.get('suffix', '')}"
                 so_far = prompt
                 prompt_n = len(prompt) // 4 + 1
-                empty = prompt == "" and not oai
+                empty = prompt == ""  # /v1/completions without a prompt too: a load
         except OllamaError as e:
             entry.status = e.status
             entry.finished = time.time()
@@ -506,12 +562,25 @@ def build_app(sim: SimOllama) -> Starlette:
             sim._release(lm, keep_alive)
             entry.finished = time.time()
             reason = "unload" if keep_alive == 0 else "load"
+            if oai:  # the CompleteWriter turns the load answer into an empty completion
+                empty_choice = {"text": "", "index": 0, "finish_reason": reason}
+                return V1JSON(
+                    {
+                        "id": f"cmpl-{random.randint(0, 999)}",
+                        "object": "text_completion",
+                        "created": int(time.time()),
+                        "model": model.name,
+                        "system_fingerprint": "fp_ollama",
+                        "choices": [empty_choice],
+                        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                    }
+                )
             out: dict[str, Any] = {"model": model.name, "created_at": now_iso(), "done": True, "done_reason": reason}
             if kind == "chat":
                 out["message"] = {"role": "assistant", "content": ""}
             else:
                 out["response"] = ""
-            return JSONResponse(out)
+            return ApiJSON(out)
 
         tokens = sim.text_tokens(model, seed_text, options, so_far)
         facts = list(dict.fromkeys(FACT_MARKER.findall((seed_text + so_far).replace("\\n", " "))))
@@ -571,42 +640,44 @@ def build_app(sim: SimOllama) -> Starlette:
             }
             finish = "length" if done_reason == "length" else "stop"
             if stream:
+                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                chunk_obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
 
-                async def sse() -> AsyncIterator[bytes]:
-                    async for t in produce():
-                        if kind == "chat":
-                            choice: dict[str, Any] = {
-                                "index": 0,
-                                "delta": {"role": "assistant", "content": t},
-                                "finish_reason": None,
-                            }
-                        else:
-                            choice = {"text": t, "index": 0, "finish_reason": None}
-                        chunk = {
-                            "id": oid,
-                            "object": f"{obj}.chunk" if kind == "chat" else obj,
-                            "created": created,
-                            "model": model.name,
-                            "system_fingerprint": "fp_ollama",
-                            "choices": [choice],
-                        }
-                        yield f"data: {json.dumps(chunk)}\n\n".encode()
-                    last_choice: dict[str, Any] = (
-                        {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": finish}
-                        if kind == "chat"
-                        else {"text": "", "index": 0, "finish_reason": finish}
-                    )
-                    last = {
+                def event(choices: list[dict[str, Any]], usage_field: dict[str, int] | None) -> bytes:
+                    # openai.ChatCompletionChunk / CompletionChunk: usage only when asked for
+                    chunk: dict[str, Any] = {
                         "id": oid,
-                        "object": f"{obj}.chunk" if kind == "chat" else obj,
-                        "created": created,
+                        "object": chunk_obj,
+                        "created": created if kind == "chat" else int(time.time()),
                         "model": model.name,
                         "system_fingerprint": "fp_ollama",
-                        "choices": [last_choice],
+                        "choices": choices,
                     }
-                    if (body.get("stream_options") or {}).get("include_usage"):
-                        last["usage"] = usage
-                    yield f"data: {json.dumps(last)}\n\n".encode()
+                    if usage_field is not None:
+                        chunk["usage"] = usage_field
+                    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+                zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+                async def sse() -> AsyncIterator[bytes]:
+                    first = True
+                    async for t in produce():
+                        if kind == "chat":
+                            # the role only in the first delta (Delta.Role is omitempty)
+                            delta: dict[str, Any] = {"role": "assistant", "content": t} if first else {"content": t}
+                            yield event([{"index": 0, "delta": delta, "finish_reason": None}], None)
+                        else:
+                            # the CompleteWriter puts a zero usage on every chunk when asked for usage
+                            text_choice = {"text": t, "index": 0, "finish_reason": None}
+                            yield event([text_choice], zero if include_usage else None)
+                        first = False
+                    if kind == "chat":
+                        yield event([{"index": 0, "delta": {}, "finish_reason": finish}], None)
+                    else:
+                        last_choice = {"text": "", "index": 0, "finish_reason": done_reason}
+                        yield event([last_choice], zero if include_usage else None)
+                    if include_usage:  # then one usage-only chunk
+                        yield event([], usage)
                     yield b"data: [DONE]\n\n"
 
                 return StreamingResponse(sse(), media_type="text/event-stream")
@@ -622,7 +693,7 @@ def build_app(sim: SimOllama) -> Starlette:
                 choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
             else:
                 choice = {"text": text, "index": 0, "finish_reason": finish}
-            return JSONResponse(
+            return V1JSON(
                 {
                     "id": oid,
                     "object": obj,
@@ -668,7 +739,7 @@ def build_app(sim: SimOllama) -> Starlette:
         else:
             out["response"] = text
         out.update(final_fields())
-        return JSONResponse(out)
+        return ApiJSON(out)
 
     async def generate(request: Request) -> Response:
         return await generation(request, "/api/generate", "generate")
@@ -690,34 +761,43 @@ def build_app(sim: SimOllama) -> Starlette:
         try:
             body = await _body(request)
             entry.body = body
+            _decode(path, body)
+            if oai and body.get("input") == "":
+                body = dict(body, input=[""])  # EmbeddingsMiddleware: "" becomes [""]
             model = sim.resolve(body.get("model"))
             entry.model = model.name
             if sim.fail_next:
                 status, message = sim.fail_next.pop(0)
                 raise OllamaError(status, message)
             if path == "/api/embeddings":
-                prompt = body.get("prompt", "")
-                if not isinstance(prompt, str):
-                    raise OllamaError(400, "prompt must be a string")
+                prompt = body.get("prompt") or ""
                 inputs = [prompt] if prompt else []
             else:
                 raw = body.get("input")
                 if isinstance(raw, str):
-                    inputs = [raw]
+                    inputs = [raw] if raw else []  # EmbedHandler skips an empty string
                 elif isinstance(raw, list) and all(isinstance(x, str) for x in raw):
                     inputs = list(raw)
-                elif raw is None and not oai:
+                elif raw is None:
                     inputs = []
                 else:
                     raise OllamaError(400, "invalid input type")
-            keep_alive = parse_keep_alive(body.get("keep_alive"))
+            keep_alive = parse_keep_alive(None if oai else body.get("keep_alive"))
             dims = body.get("dimensions")
-            lm = await sim._acquire(model, dict(body.get("options") or {}), keep_alive, entry)
+            lm = await sim._acquire(model, {} if oai else dict(body.get("options") or {}), keep_alive, entry)
         except OllamaError as e:
             entry.status = e.status
             entry.finished = time.time()
             return _oai_err(e.status, e.message) if oai else _err(e.status, e.message)
+        except ValueError as e:  # keep_alive
+            entry.status = 400
+            entry.finished = time.time()
+            return _oai_err(400, str(e)) if oai else _err(400, str(e))
         load_s = time.perf_counter() - started if entry.loaded else 0.0
+        if not inputs and path == "/api/embed":
+            sim._release(lm, keep_alive)
+            entry.finished = time.time()
+            return ApiJSON({"model": body.get("model"), "embeddings": []})  # after loading the model
         try:
             if sim.prompt_delay_s and inputs:
                 # embedding cost grows with the batch: a token delay per input
@@ -728,17 +808,21 @@ def build_app(sim: SimOllama) -> Starlette:
             entry.finished = time.time()
         n_tokens = sum(len(t) // 4 + 1 for t in inputs)
         if path == "/api/embeddings":
-            return JSONResponse({"embedding": vectors[0] if vectors else []})
+            return ApiJSON({"embedding": vectors[0] if vectors else []})
         if oai:
-            return JSONResponse(
+            b64 = str(body.get("encoding_format") or "").lower() == "base64"
+            return V1JSON(
                 {
                     "object": "list",
-                    "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)],
+                    "data": [
+                        {"object": "embedding", "embedding": _b64(v) if b64 else v, "index": i}
+                        for i, v in enumerate(vectors)
+                    ],
                     "model": model.name,
                     "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
                 }
             )
-        return JSONResponse(
+        return ApiJSON(
             {
                 "model": model.name,
                 "embeddings": vectors,
@@ -757,8 +841,18 @@ def build_app(sim: SimOllama) -> Starlette:
     async def v1_embeddings(request: Request) -> Response:
         return await embedding_call(request, "/v1/embeddings")
 
+    async def v1_model(request: Request) -> Response:
+        # RetrieveMiddleware: /api/show for the id, answered as an OpenAI model
+        name = request.path_params["model"]
+        try:
+            m = sim.resolve(name)
+        except OllamaError as e:
+            return _oai_err(e.status, e.message)
+        del m
+        return V1JSON({"id": name, "object": "model", "created": 1735689600, "owned_by": "library"})
+
     async def v1_models(request: Request) -> Response:
-        return JSONResponse(
+        return V1JSON(
             {
                 "object": "list",
                 "data": [
@@ -789,7 +883,7 @@ def build_app(sim: SimOllama) -> Starlette:
         steps += [{"status": "verifying sha256 digest"}, {"status": "writing manifest"}, {"status": "success"}]
         sim.models.setdefault(full, SimModel(full))
         if body.get("stream") is False:
-            return JSONResponse({"status": "success"})
+            return ApiJSON({"status": "success"})
 
         async def progress() -> AsyncIterator[bytes]:
             for s in steps:
@@ -839,6 +933,7 @@ def build_app(sim: SimOllama) -> Starlette:
         Route("/v1/completions", v1_completions, methods=["POST"]),
         Route("/v1/embeddings", v1_embeddings, methods=["POST"]),
         Route("/v1/models", v1_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", v1_model, methods=["GET"]),
     ]
     app = Starlette(routes=routes)
     app.add_exception_handler(404, lambda r, e: PlainTextResponse("404 page not found", status_code=404))  # type: ignore[arg-type]

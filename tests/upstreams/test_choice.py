@@ -77,3 +77,17 @@ def test_laptop_free_memory_counts_against_a_cold_load() -> None:
     assert choose([a, b], M, Power.AC, idle).urls[0] == "http://a"
     a.free_memory_mb = 300.0
     assert choose([a, b], M, Power.AC, idle).urls[0] == "http://b"
+
+
+def test_an_answer_teaches_the_pool_that_the_model_is_loaded_there() -> None:
+    from agent.config import UpstreamSettings
+    from agent.upstreams.pool import UpstreamPool
+
+    pool = UpstreamPool((UpstreamSettings(url="http://127.0.0.1:1"), UpstreamSettings(url="http://127.0.0.1:2")))
+    for r in pool.records.values():
+        r.info = HostInfo(models={M: 986.0}, loaded=frozenset())
+    route = pool.route(M)
+    assert route.reason == "score" and route.model == M
+    route.answered(route.first)
+    assert pool.records[route.first.url].info.loaded == frozenset({M})
+    assert pool.route(M).reason == "affinity"  # the next request follows the model
