@@ -251,3 +251,21 @@ def test_dashboard_uses_no_outside_resources(gateway: Gateway) -> None:
     ):
         r = httpx.get(gateway.url + path, timeout=10)
         assert r.status_code == 200 and len(r.content) > 500
+
+
+def test_service_cards_show_the_routing_lightrag_and_database_state(gateway: Gateway, browser: Browser) -> None:
+    """The cards of several hosts, LightRAG and Postgres read the same /agent/status the API serves."""
+    from selenium.webdriver.common.by import By
+
+    status = httpx.get(gateway.url + "/agent/status", timeout=10).json()
+    d = browser(420)
+    open_dashboard(d, gateway.url + "/dashboard")
+    rows = d.find_elements(By.CSS_SELECTOR, "#routing tbody tr")
+    assert [r.get_attribute("data-url") for r in rows] == [u["url"] for u in status["upstreams"]]
+    first = status["upstreams"][0]
+    assert first["url"] in rows[0].text and first["routing"]["state"]["state"] in rows[0].text
+    # nothing configured: each card says which key turns it on
+    assert status["lightrag"] is None and "[lightrag] url" in text(d, "#card-lightrag")
+    assert status["database"] is None and "[postgres] dsn" in text(d, "#card-database")
+    fits_the_window(d, 420)
+    shot(d, "dashboard-services-420")
