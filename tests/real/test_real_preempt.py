@@ -18,7 +18,8 @@ from tests.real.server import MODEL_ALIAS, RealLlamaServer
 pytestmark = [pytest.mark.slow, pytest.mark.real]
 
 CLIENT_TIMEOUT = 300.0  # seconds: a shared 2-core CI machine can be very slow
-LONG = 40  # tokens of the long answer that gets paused
+LONG = 120  # tokens asked of the long answer that gets paused: over a second still to go when the
+# suggestion arrives even on a quiet machine (preemption needs that much left, agent/journey/preempt.py)
 STORY = "Here is a short story about a lighthouse keeper who finds a message in a bottle.\n\n"
 NO_CACHE = {"cache-control": "no-cache, no-store"}  # the same request twice must really run twice
 
@@ -47,7 +48,7 @@ def long_answer(gw: Gateway, pause_with_suggestion: bool) -> tuple[str, dict[str
     t.start()
     took = 0.0
     if pause_with_suggestion:
-        assert wait_for(lambda: len(chunks) >= 6 or not t.is_alive(), timeout=CLIENT_TIMEOUT)
+        assert wait_for(lambda: len(chunks) >= 4 or not t.is_alive(), timeout=CLIENT_TIMEOUT)
         t0 = time.monotonic()
         r = httpx.post(
             gw.url + "/api/generate",
