@@ -68,7 +68,7 @@ export PATH="$VENV_BIN:$PATH"
 llama_cpp_start "$PY"
 "$PY" -m ruff check agent tests bench installer scripts
 "$PY" -m mypy agent
-"$PY" -m pytest -q -m "not real" "$@"
+"$PY" -m pytest -q -m "${POWERGATE_PYTEST_MARK:-not real}" "$@"  # the fresh-machine test narrows it
 llama_cpp_wait
 rc=0
 "$PY" -m pytest -q -m real "$@" || rc=$?
