@@ -97,20 +97,30 @@ class ModelListing:
         headers = powergate_headers(BYPASS, "", self.rt.controller.profile.name)
         return error_response(path, str(exc), exc.status_code, headers=headers)
 
-    async def tags(self, request: Request) -> Response:
+    async def _listing(
+        self, request: Request, path: str, key: str, media_type: str
+    ) -> Response | tuple[dict[str, Any], list[Any], list[Any], dict[str, str]]:
+        """The upstream's model list at `path` (its `key` list), or the answer to relay as it is."""
         profile, aliases = self._aliases()
         headers = powergate_headers(BYPASS, "", profile.name)
         try:
-            status, content, _ = await self._get(request, "/api/tags")
+            status, content, _ = await self._get(request, path)
         except UpstreamError as exc:
-            return self._upstream_failed("/api/tags", exc)
+            return self._upstream_failed(path, exc)
         if status != 200:
-            return proxy.upstream_error("/api/tags", status, content, headers)
+            return proxy.upstream_error(path, status, content, headers)
         try:
             doc = json.loads(content)
-            models = list(doc.get("models") or [])
+            items = list(doc.get(key) or [])
         except (ValueError, AttributeError):
-            return Response(content, media_type=JSON_OLLAMA, headers=headers)
+            return Response(content, media_type=media_type, headers=headers)
+        return doc, items, aliases, headers
+
+    async def tags(self, request: Request) -> Response:
+        listing = await self._listing(request, "/api/tags", "models", JSON_OLLAMA)
+        if isinstance(listing, Response):
+            return listing
+        doc, models, aliases, headers = listing
         for alias in aliases:
             target = next((m for m in models if _same(str(m.get("model") or m.get("name")), alias.model)), None)
             entry: dict[str, Any] = dict(target) if target is not None else {"size": 0, "digest": "", "details": {}}
@@ -156,19 +166,10 @@ class ModelListing:
         return Response(json.dumps(doc, separators=(",", ":")).encode(), media_type=JSON_OLLAMA, headers=headers)
 
     async def v1_models(self, request: Request) -> Response:
-        profile, aliases = self._aliases()
-        headers = powergate_headers(BYPASS, "", profile.name)
-        try:
-            status, content, _ = await self._get(request, "/v1/models")
-        except UpstreamError as exc:
-            return self._upstream_failed("/v1/models", exc)
-        if status != 200:
-            return proxy.upstream_error("/v1/models", status, content, headers)
-        try:
-            doc = json.loads(content)
-            data = list(doc.get("data") or [])
-        except (ValueError, AttributeError):
-            return Response(content, media_type=JSON_OPENAI, headers=headers)
+        listing = await self._listing(request, "/v1/models", "data", JSON_OPENAI)
+        if isinstance(listing, Response):
+            return listing
+        doc, data, aliases, headers = listing
         for alias in aliases:
             target = next((m for m in data if _same(str(m.get("id")), alias.model)), None)
             created = target.get("created", 0) if target is not None else 0
