@@ -244,6 +244,36 @@ def test_superseded_completion_is_answered_from_the_newer_one(
     assert all(e.body.get("prompt") != "def fo" for e in busy_sim.sim.log)
 
 
+def test_superseded_completion_across_a_moved_window_is_answered_from_the_newer_one(
+    busy_sim: SimServer, make_gateway: GatewayFactory
+) -> None:
+    """The editor's window dropped its top line while the user typed on: still the same
+    position, so the older waiting suggestion is answered from the newer one."""
+    gw = make_gateway(busy_sim.url, profile="battery-saver")
+    res: list[Any] = []
+    running = occupy(gw, busy_sim, res)
+    body = "".join(f"    total_{i} = compute(values[{i}], scale=2)\n" for i in range(6))
+    old_prompt = "import math\n" + body + "    ret"
+    new_prompt = body + "    return tot"  # line 1 dropped from the top, "urn tot" typed
+    older: list[Any] = []
+    t_old = background(
+        gw.url, "/api/generate", {"model": SMALL, "prompt": old_prompt, "suffix": "\n", "stream": False}, older
+    )
+    assert wait_for(lambda: queued(gw) == 1)
+    newer = httpx.post(
+        gw.url + "/api/generate",
+        json={"model": SMALL, "prompt": new_prompt, "suffix": "\n", "stream": False},
+        timeout=30,
+    )
+    t_old.join()
+    running.join()
+    assert newer.status_code == 200
+    assert older[0].status_code == 200, older[0].text
+    assert older[0].json()["response"] == "urn tot" + newer.json()["response"]
+    assert older[0].headers["x-powergate-cache"] == "typeahead"
+    assert all(e.body.get("prompt") != old_prompt for e in busy_sim.sim.log)
+
+
 def test_batch_of_extending_prompts_is_all_answered(busy_sim: SimServer, make_gateway: GatewayFactory) -> None:
     """A batch client sends completions whose prompts extend one another, all at once."""
     gw = make_gateway(busy_sim.url, profile="battery-saver")

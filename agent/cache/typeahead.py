@@ -84,18 +84,24 @@ def line_starts(text: str, limit: int) -> list[int]:
     return out
 
 
-def window_extends(newer: str, older: str) -> bool:
-    """`newer` is `older` with whole lines dropped from its top and text typed at its end
-    (the same editing position, typed further, in a window whose start moved)."""
+def window_typed(newer: str, older: str) -> str | None:
+    """What was typed after `older` if `newer` is `older` with whole lines dropped from its top
+    and text typed at its end (the same editing position, typed further, in a window whose
+    start moved); None if it is not."""
     if newer.startswith(older):
-        return True
+        return newer[len(older) :]
     for i in line_starts(older, len(older))[1:]:
         rest = older[i:]
         if len(rest) < ANCHOR_CHARS:
-            return False  # too little shared text to call it the same position
+            return None  # too little shared text to call it the same position
         if newer.startswith(rest):
-            return True
-    return False
+            return newer[len(rest) :]
+    return None
+
+
+def window_extends(newer: str, older: str) -> bool:
+    """`newer` is `older` typed further, in a window whose start may have moved."""
+    return window_typed(newer, older) is not None
 
 
 def same_position(newer: str, older: str) -> bool:

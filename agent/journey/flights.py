@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from agent.cache.answers import DONE_LINE, chunk_is_final, completion_text, is_sse, stream_events, synth_completion
-from agent.cache.typeahead import same_position
+from agent.cache.typeahead import same_position, window_typed
 from agent.errors import StreamBroken, UpstreamError
 from agent.journey.preempt import PauseState
 from agent.upstreams.base import Reply, Upstream
@@ -98,12 +98,14 @@ class Flight:
 
     async def _answer_from(self, newer: Any) -> bool:
         """Take the answer of `newer` (a Flight whose prompt extends ours); False if it has none."""
-        if not isinstance(newer, Flight) or not newer.prefix.startswith(self.prefix) or newer.api != self.api:
+        if not isinstance(newer, Flight) or newer.api != self.api:
+            return False
+        typed = window_typed(newer.prefix, self.prefix)  # the newer window may have dropped lines
+        if typed is None:
             return False
         await newer.finished()
         if not newer.complete or not newer.chunks:
             return False
-        typed = newer.prefix[len(self.prefix) :]
         text = typed + completion_text(newer.api, newer.chunks)
         self.chunks = synth_completion(self.api, self.model, text, newer.chunks)
         self.whole = False

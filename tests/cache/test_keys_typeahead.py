@@ -169,6 +169,17 @@ def test_window_extends() -> None:
     assert not window_extends(old.replace("a * 39", "a * 38") + "r", old)
 
 
+def test_window_typed_is_the_text_after_the_old_position() -> None:
+    from agent.cache.typeahead import window_typed
+
+    old = window(FILE + "def add(a, b):\n    ")
+    moved = window(FILE + "def add(a, b):\n    return a + b\n    # more")
+    assert moved[: len(old)] != old  # the window's start really moved
+    assert window_typed(moved, old) == "return a + b\n    # more"
+    assert window_typed(old + "ret", old) == "ret"
+    assert window_typed(old[:-3], old) is None
+
+
 def test_same_position() -> None:
     from agent.cache.typeahead import same_position
 
