@@ -25,6 +25,7 @@ from agent.cache import typeahead
 from agent.cache.keys import answer_fields, request_key
 from agent.errors import ModelNotFound
 from agent.profiles import Profile
+from agent.savings import entry_model_seconds
 from agent.speculation import SpeculationGate
 from agent.upstreams.scheduling import BULK, PREFETCH
 
@@ -114,6 +115,7 @@ class Prefetcher:
     ) -> None:
         """A completion was served (from Ollama, the cache or typeahead): guess the next
         one, if the profile and the queue allow."""
+        self.gate.served(model)  # open guesses this suggestion passed over
         if profile.prefetch != "speculative" or not chunks:
             return
         from agent.cache.answers import completion_text
@@ -158,6 +160,8 @@ class Prefetcher:
                 self.rt.cache.typeahead.add(probe, text_of(f.api, entry.chunks), f.key)
 
         def finished(f: Flight) -> None:
+            if f.complete:
+                self.gate.cost(f.model, entry_model_seconds(f.chunks, {"model_s": f.wall_s}), guess=True)
             if not f.promoted:  # a promoted guess was counted as used when it was joined
                 self.gate.finished(f.key, f.complete)
 

@@ -226,7 +226,7 @@ def inprocess_powergate(upstream: str, config: str, profile: str, always_guess: 
         server.start()
         try:
             if always_guess and server.runtime is not None:
-                server.runtime.prefetcher.gate.min_used_share = 0.0
+                server.runtime.prefetcher.gate.fixed_threshold = 0.0
             yield f"http://127.0.0.1:{settings.server.port}"
         finally:
             server.stop()

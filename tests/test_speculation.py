@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from agent.speculation import MIN_OUTCOMES, MIN_USED_SHARE, PROBE_EVERY_S, UNUSED_AFTER_S, WINDOW, SpeculationGate
+from agent.speculation import (
+    DEFAULT_MIN_USED_SHARE,
+    MAX_THRESHOLD,
+    MIN_COST_SAMPLES,
+    MIN_OUTCOMES,
+    MIN_THRESHOLD,
+    PROBE_EVERY_S,
+    UNUSED_AFTER_REQUESTS,
+    UNUSED_AFTER_S,
+    WINDOW,
+    SpeculationGate,
+)
 
 
 def test_a_completed_guess_nobody_uses_counts_as_wasted() -> None:
@@ -60,7 +71,7 @@ def test_speculation_pauses_below_the_threshold_probes_and_comes_back() -> None:
 
 
 def test_threshold_boundary() -> None:
-    need = int(MIN_USED_SHARE * WINDOW + 0.999)
+    need = int(DEFAULT_MIN_USED_SHARE * WINDOW + 0.999)
     gate = SpeculationGate({})
     t = run(gate, "m", [True] * need + [False] * (WINDOW - need), 0.0)
     gate.models["m"].last_probe = t  # no probe due
@@ -68,3 +79,49 @@ def test_threshold_boundary() -> None:
     t = run(gate, "m", [False], t)
     assert not gate.allow("m", now=t)
     assert MIN_OUTCOMES <= WINDOW
+
+
+def test_a_completed_guess_passed_over_by_requests_is_wasted_before_the_timeout() -> None:
+    counters: dict[str, int] = {}
+    gate = SpeculationGate(counters)
+    gate.issued("g", "m", now=0.0)
+    gate.served("m")  # still running: the request may join it later, not passed over
+    gate.finished("g", complete=True, now=1.0)
+    gate.served("other")  # another model's suggestion says nothing about this guess
+    for _ in range(UNUSED_AFTER_REQUESTS - 1):
+        gate.served("m")
+    assert counters["prefetch_wasted"] == 0 and "g" in gate.open
+    gate.served("m")
+    assert counters["prefetch_wasted"] == 1 and "g" not in gate.open
+    assert gate.models["m"].outcomes[-1] is False
+
+
+def test_threshold_is_the_measured_break_even_share() -> None:
+    gate = SpeculationGate({})
+    assert gate.threshold("m") == DEFAULT_MIN_USED_SHARE  # nothing measured yet
+    for _ in range(MIN_COST_SAMPLES):
+        gate.cost("m", 0.3, guess=True)
+        gate.cost("m", 1.5, guess=False)
+    assert abs(gate.threshold("m") - 0.2) < 1e-9  # a guess costs a fifth of a suggestion
+    assert gate.describe()["models"]["m"]["measured"] is True
+    cheap = SpeculationGate({})
+    dear = SpeculationGate({})
+    for _ in range(MIN_COST_SAMPLES):
+        cheap.cost("m", 0.01, guess=True)
+        cheap.cost("m", 2.0, guess=False)
+        dear.cost("m", 3.0, guess=True)
+        dear.cost("m", 1.0, guess=False)
+    assert cheap.threshold("m") == MIN_THRESHOLD and dear.threshold("m") == MAX_THRESHOLD
+    # the decision follows the measured threshold: 2 of 12 used (17 %) does not pay when a
+    # guess costs a fifth of a suggestion...
+    t = run(gate, "m", [True] * 2 + [False] * (WINDOW - 2), 0.0)
+    gate.models["m"].last_probe = t
+    assert not gate.allow("m", now=t)
+    t = run(cheap, "m", [True] * 2 + [False] * (WINDOW - 2), 0.0)
+    cheap.models["m"].last_probe = t
+    assert cheap.allow("m", now=t)  # ...and pays when they cost a two-hundredth
+    fixed = SpeculationGate({})
+    fixed.fixed_threshold = 0.0  # the bench's always-on contender
+    t = run(fixed, "m", [False] * WINDOW, 0.0)
+    fixed.models["m"].last_probe = t
+    assert fixed.allow("m", now=t) and fixed.models["m"].decision == "speculate"

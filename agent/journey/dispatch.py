@@ -92,8 +92,11 @@ def record_upstream(rt: Runtime, flight: Flight) -> None:
         )
         first = flight.first_chunk_at - flight.started_at if flight.first_chunk_at else None
         rt.upstreams.record_wall(flight.upstream_url, flight.model, first, tokens, flight.wall_s - (first or 0.0))
+    model_s = entry_model_seconds(flight.chunks, {"model_s": flight.wall_s})
+    if flight.priority == AUTOCOMPLETE and flight.complete and not flight.prefetch:
+        rt.prefetcher.gate.cost(flight.model, model_s, guess=False)  # what a used guess would spare
     # each follower of a coalesced call got this answer without its own model run
-    rt.savings.model_time(flight.followers * entry_model_seconds(flight.chunks, {"model_s": flight.wall_s}))
+    rt.savings.model_time(flight.followers * model_s)
 
 
 def store(rt: Runtime, flight: Flight, probe: typeahead.Probe | None) -> None:

@@ -25,15 +25,17 @@
           el("dd", { id: "prefetch-outcomes" }, `${num(pf.prefetch_used)} / ${num(pf.prefetch_wasted)} (skipped ${num(pf.prefetch_skipped)})`)),
         el("table", { id: "speculation" },
           el("thead", null, el("tr", null, el("th", null, "model"), el("th", { class: "num" }, "guesses used"),
-            el("th", { class: "num" }, "outcomes"), el("th", null, "decision"))),
+            el("th", { class: "num" }, "needed"), el("th", { class: "num" }, "outcomes"), el("th", null, "decision"))),
           el("tbody", null, models.length
             ? models.map(([m, r]) => el("tr", { data: { model: String(m) } },
                 el("td", null, String(m)),
                 el("td", { class: "num" }, r.used_share === null ? "–" : `${Math.round(r.used_share * 100)}%`),
+                el("td", { class: "num", title: r.measured ? "break-even share from measured model time" : "default until measured" },
+                  r.threshold === undefined ? "–" : `${Math.round(r.threshold * 100)}%${r.measured ? "" : "*"}`),
                 el("td", { class: "num" }, num(r.outcomes)),
                 el("td", null, String(r.decision))))
             : el("tr", null, el("td", { class: "muted" }, "no speculative guesses yet")))),
-        el("p", { class: "muted" }, `guesses are made while at least ${Math.round((spec.min_used_share || 0) * 100)}% of the last ${num(spec.window)} were used`),
+        el("p", { class: "muted" }, `guesses are made while the share of the last ${num(spec.window)} that were used stays at least the model's break-even share (guess cost / suggestion cost, measured; * = ${Math.round((spec.min_used_share || 0) * 100)}% until measured)`),
       ];
     },
   });
