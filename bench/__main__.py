@@ -3,7 +3,10 @@
 Scenarios: overhead (miss and first byte), memory, disk, typeahead, reindex, litellm, load, session, idle,
 lightrag (the real LightRAG server directly on Ollama vs through powergate),
 hosts (three simulated model hosts: powergate's routing vs round-robin, highest-weight failover
-and LiteLLM's least-busy router on one mixed workload)."""
+and LiteLLM's least-busy router on one mixed workload).
+On the real model (`--real`): real (an editing session per profile), interactive (suggestions
+while a chat answer streams, with and without preemption; adaptive vs always-on speculation),
+threads (the model server's tokens/s with all or half the cores, quiet or beside a busy core)."""
 
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ ALL = (
     "real",
     "hosts",
     "interactive",
+    "threads",
 )
 
 
@@ -47,11 +51,11 @@ def main() -> None:
     ap.add_argument(
         "--real",
         action="store_true",
-        help="only the editing session against a real model (llama-cpp-python + Gemma 3 270M)",
+        help="only the real-model scenarios (llama-cpp-python + Gemma 3 270M): real, interactive, threads",
     )
     args = ap.parse_args()
     if args.real:
-        args.only = ["real", "interactive"]
+        args.only = ["real", "interactive", "threads"]
     n = args.n or (60 if args.quick else 400)
     want = set(args.only or ALL)
     out: dict[str, Any] = {
@@ -204,6 +208,15 @@ def main() -> None:
             print(interactive.table(out["interactive"]))
         except RealServerError as exc:
             print(f"interactive scenario not run: {exc}")
+    if "threads" in want:
+        from bench import threads
+        from tests.real.server import RealServerError
+
+        try:
+            out["threads"] = threads.run()
+            threads.print_rows(out["threads"])
+        except RealServerError as exc:
+            print(f"threads scenario not run: {exc}")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("quick.json" if args.quick else "latest.json")
     # A partial run (--only) updates its own sections and keeps the others.

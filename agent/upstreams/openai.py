@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -28,6 +29,8 @@ from agent.fim import template_for
 from agent.gateway.responses import error_body
 from agent.upstreams import translate as tr
 from agent.upstreams.base import HEALTH_TIMEOUT, Reply, Upstream, UpstreamHealth, dumps
+
+log = logging.getLogger(__name__)
 
 MODEL_LIST_TTL = 30.0  # seconds a model list is trusted
 MODEL_LIST_RETRY = 1.0  # seconds: an unknown name refreshes the list at most this often
@@ -430,6 +433,14 @@ class OpenAIUpstream(Upstream):
             r = await self.client.get("/v1/models", timeout=HEALTH_TIMEOUT)
             r.raise_for_status()
             self._mark(True)
+        except httpx.ReadTimeout as exc:
+            # Connected, but no answer in time: llama-cpp-python serves one request at a time,
+            # so /v1/models waits behind a generation another client started. A server that
+            # was reachable is busy, not down (a hung one shows when a request to it fails).
+            if self.health.reachable:
+                log.debug("upstream %s is busy: its model list did not answer in %.0f s", self.url, HEALTH_TIMEOUT)
+            else:
+                self._mark(False, self.unreachable_message(exc))
         except httpx.HTTPError as exc:
             self._mark(False, self.unreachable_message(exc))
         return self.health

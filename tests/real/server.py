@@ -63,7 +63,7 @@ def model_file() -> Path:
 class RealLlamaServer:
     """`python -m llama_cpp.server` serving Gemma 3 270M, as a user would run it."""
 
-    def __init__(self, model: Path, threads: int = SERVER_THREADS) -> None:
+    def __init__(self, model: Path, threads: int = SERVER_THREADS, extra_args: tuple[str, ...] = ()) -> None:
         try:
             import llama_cpp.server  # noqa: F401
         except ImportError as exc:
@@ -98,6 +98,7 @@ class RealLlamaServer:
             # a server that queues them instead is what the tests and the bench need to measure.
             "--interrupt_requests",
             "False",
+            *extra_args,
         ]
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)

@@ -147,6 +147,33 @@ def test_abort_stops_generation_on_the_server(real_gateway: Gateway, real_server
     assert "disconnected" in real_server.log().lower()
 
 
+def test_a_server_busy_with_another_client_is_not_reported_down(
+    real_gateway: Gateway, real_server: RealLlamaServer
+) -> None:
+    """llama-cpp-python serves one request at a time: while another client streams a long
+    answer directly from it, powergate's health check waits past its timeout. Busy is not
+    down: no "not reachable" flip (which would notify the user and mark the host down)."""
+    import asyncio
+
+    from agent.upstreams.base import HEALTH_TIMEOUT
+
+    up = real_gateway.runtime.upstreams.upstreams[0]
+    assert up.health.reachable is True
+    body = {"model": MODEL_ALIAS, "prompt": "Write a long story about a lighthouse.", "max_tokens": 400, "stream": True}
+    with httpx.Client(base_url=real_server.url, timeout=CLIENT_TIMEOUT, trust_env=False) as c:
+        with c.stream("POST", "/v1/completions", json=body) as r:
+            lines = r.iter_lines()
+            next(lines)  # generating now, for someone else
+            loop = real_gateway.server.loop
+            t0 = time.monotonic()
+            health = asyncio.run_coroutine_threadsafe(up.check(), loop).result(timeout=30)
+            waited = time.monotonic() - t0
+    # the check really waited behind the generation (else this test proves nothing)
+    assert waited >= HEALTH_TIMEOUT * 0.9, waited
+    assert health.reachable is True, health.error
+    assert httpx.get(real_gateway.url + "/agent/status", timeout=30).json()["upstream_down"] is False
+
+
 def test_unknown_model_and_missing_embeddings_answer_in_ollamas_format(http: httpx.Client) -> None:
     r = http.post("/api/generate", json={"model": "llama3:70b", "prompt": "x", "stream": False})
     assert r.status_code == 404 and r.json() == {"error": 'model "llama3:70b" not found, try pulling it first'}
