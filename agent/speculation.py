@@ -8,9 +8,13 @@ ran) or *wasted* (cancelled, failed, or completed and then passed over by
 `UNUSED_AFTER_REQUESTS` requests of its model, or not used within
 `UNUSED_AFTER_S`). Over a sliding window of the last `WINDOW` outcomes, the
 prefetcher speculates only while the used share stays at or above the model's
-threshold; below it, one probe guess every `PROBE_EVERY_S` keeps the figure
-current, so speculation comes back when the user's typing becomes predictable
-again (repetitive code, accepting whole suggestions).
+threshold. Until that is known (`MIN_OUTCOMES`) and while it is not met, one
+guess at a time: the next only once the last one's outcome is in, and below the
+threshold one probe guess every `PROBE_EVERY_S`, doubling after each wasted probe
+up to `MAX_PROBE_EVERY_S` and back to `PROBE_EVERY_S` once a guess is used, keeps
+the figure current, so speculation comes back when the user's typing becomes
+predictable again (repetitive code, accepting whole suggestions) and costs next
+to nothing while it does not.
 
 The threshold is measured, not a constant: speculation pays for itself when
 the model time its used guesses save is at least what all its guesses cost.
@@ -41,7 +45,8 @@ MIN_THRESHOLD = 0.10  # the measured threshold's floor
 MAX_THRESHOLD = 0.50  # and its ceiling
 MIN_COST_SAMPLES = 3  # guesses and requests measured before the threshold is computed
 MIN_OUTCOMES = 4  # fewer outcomes than this: still learning, speculate
-PROBE_EVERY_S = 120.0  # seconds between probe guesses while speculation does not pay
+PROBE_EVERY_S = 120.0  # seconds between probe guesses while speculation does not pay...
+MAX_PROBE_EVERY_S = 960.0  # ...doubling after each wasted probe up to this; a used guess resets it
 UNUSED_AFTER_S = 30.0  # seconds after which a completed, unused guess counts as wasted
 UNUSED_AFTER_REQUESTS = 3  # requests of its model that passed a completed guess by: wasted
 MAX_OPEN = 256  # guesses awaiting their outcome (older ones count as wasted)
@@ -53,6 +58,7 @@ class ModelRecord:
     guess_s: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))  # model time per guess
     request_s: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))  # per suggestion run
     last_probe: float = float("-inf")
+    probe_every: float = PROBE_EVERY_S
     decision: str = "learning"  # learning | speculate | paused | probe
 
     @property
@@ -102,13 +108,18 @@ class SpeculationGate:
         self.sweep(t)
         rec = self._record(model)
         share = rec.used_share
+        if share is not None and len(rec.outcomes) >= MIN_OUTCOMES and share >= self.threshold(model):
+            rec.decision = "speculate"
+            return True
+        if any(g.model == model for g in self.open.values()):
+            # not (yet) known to pay: one guess at a time, its outcome first
+            rec.decision = "learning" if len(rec.outcomes) < MIN_OUTCOMES else "paused"
+            self.counters["prefetch_skipped"] += 1
+            return False
         if len(rec.outcomes) < MIN_OUTCOMES:
             rec.decision = "learning"
             return True
-        if share is not None and share >= self.threshold(model):
-            rec.decision = "speculate"
-            return True
-        if t - rec.last_probe >= PROBE_EVERY_S:
+        if t - rec.last_probe >= rec.probe_every:
             rec.last_probe = t
             rec.decision = "probe"
             return True
@@ -164,7 +175,12 @@ class SpeculationGate:
 
     def _resolve(self, key: str, used: bool) -> None:
         guess = self.open.pop(key)
-        self._record(guess.model).outcomes.append(used)
+        rec = self._record(guess.model)
+        rec.outcomes.append(used)
+        if used:
+            rec.probe_every = PROBE_EVERY_S
+        elif rec.decision == "probe":  # a probe was wasted: ask again later than last time
+            rec.probe_every = min(MAX_PROBE_EVERY_S, rec.probe_every * 2)
         self.counters["prefetch_used" if used else "prefetch_wasted"] += 1
 
     def sweep(self, now: float | None = None) -> None:
@@ -187,6 +203,7 @@ class SpeculationGate:
                     "used_share": None if r.used_share is None else round(r.used_share, 3),
                     "outcomes": len(r.outcomes),
                     "decision": r.decision,
+                    "probe_every_s": r.probe_every,
                     "threshold": round(self.threshold(m), 3),
                     "measured": self.fixed_threshold is None and r.measured_threshold() is not None,
                     "guess_s": round(sum(r.guess_s) / len(r.guess_s), 3) if r.guess_s else None,

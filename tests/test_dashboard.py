@@ -269,3 +269,41 @@ def test_service_cards_show_the_routing_lightrag_and_database_state(gateway: Gat
     assert status["database"] is None and "[postgres] dsn" in text(d, "#card-database")
     fits_the_window(d, 420)
     shot(d, "dashboard-services-420")
+
+
+def test_suggestions_card_shows_preemption_and_the_measured_speculation_threshold(
+    sim: SimServer, make_gateway: GatewayFactory, browser: Browser
+) -> None:
+    """The "Suggestions under load" card: preemption on in performance, and per model the
+    used share of its speculative guesses and the break-even share it needs, from status."""
+    from selenium.webdriver.common.by import By
+
+    gw = make_gateway(sim.url, profile="performance")
+    counters = gw.runtime.counters
+    for i in range(6):  # the user types something else each time: no guess is ever used
+        r = httpx.post(
+            gw.url + "/api/generate",
+            json={"model": "autocomplete", "prompt": f"value_{i} = ", "suffix": "\n", "stream": False},
+            timeout=10,
+        )
+        assert r.status_code == 200
+        assert wait_for(lambda n=i: counters["prefetch_issued"] + counters["prefetch_skipped"] > n)
+    status = httpx.get(gw.url + "/agent/status", timeout=10).json()["scheduling"]
+    model, m = next(iter(status["speculation"]["models"].items()))
+    assert m["request_s"] is not None and m["outcomes"] >= 1  # real traffic measured something
+    d = browser(420)
+    open_dashboard(d, gw.url + "/dashboard")
+    assert text(d, "#preempt-state") == "on"
+    row = d.find_element(By.CSS_SELECTOR, "#speculation tbody tr")
+    assert row.get_attribute("data-model") == model
+    cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+
+    def pct(x: float) -> str:
+        return f"{int(x * 100 + 0.5)}%"
+
+    assert cells[0] == model
+    assert cells[1] == pct(m["used_share"])
+    assert cells[2] == pct(m["threshold"]) + ("" if m["measured"] else "*")
+    assert cells[4] == m["decision"]
+    fits_the_window(d, 420)
+    shot(d, "dashboard-interactive-420")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agent.speculation import (
     DEFAULT_MIN_USED_SHARE,
+    MAX_PROBE_EVERY_S,
     MAX_THRESHOLD,
     MIN_COST_SAMPLES,
     MIN_OUTCOMES,
@@ -125,3 +126,41 @@ def test_threshold_is_the_measured_break_even_share() -> None:
     t = run(fixed, "m", [False] * WINDOW, 0.0)
     fixed.models["m"].last_probe = t
     assert fixed.allow("m", now=t) and fixed.models["m"].decision == "speculate"
+
+
+def test_while_learning_one_guess_at_a_time() -> None:
+    counters: dict[str, int] = {}
+    gate = SpeculationGate(counters)
+    assert gate.allow("m", now=0.0)
+    gate.issued("a", "m", now=0.0)
+    assert not gate.allow("m", now=1.0)  # its outcome is not in yet
+    assert gate.models["m"].decision == "learning" and counters["prefetch_skipped"] == 1
+    assert gate.allow("other", now=1.0)  # per model
+    gate.finished("a", complete=True, now=2.0)
+    for _ in range(UNUSED_AFTER_REQUESTS):
+        gate.served("m")
+    assert gate.allow("m", now=3.0)  # wasted: the next guess may go
+    # once guesses are known to pay, several may be open at once
+    t = run(gate, "m", [True] * WINDOW, 4.0)
+    gate.issued("b", "m", now=t)
+    assert gate.allow("m", now=t) and gate.models["m"].decision == "speculate"
+
+
+def test_wasted_probes_back_off_and_a_used_guess_resets_them() -> None:
+    gate = SpeculationGate({})
+    t = run(gate, "m", [False] * WINDOW, 0.0)
+    every = PROBE_EVERY_S
+    while every < MAX_PROBE_EVERY_S:
+        assert gate.allow("m", now=t) and gate.models["m"].decision == "probe"
+        gate.issued(f"p{t}", "m", now=t)
+        gate.finished(f"p{t}", complete=False, now=t)  # the probe was wasted
+        every = min(MAX_PROBE_EVERY_S, every * 2)
+        assert gate.models["m"].probe_every == every
+        assert not gate.allow("m", now=t + every - 1)
+        t += every
+    assert gate.models["m"].probe_every == MAX_PROBE_EVERY_S
+    assert gate.allow("m", now=t)
+    gate.issued("used", "m", now=t)
+    gate.finished("used", complete=True, now=t)
+    assert gate.used("used")
+    assert gate.models["m"].probe_every == PROBE_EVERY_S
