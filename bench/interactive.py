@@ -38,7 +38,7 @@ import httpx
 from agent.config import load_settings
 from agent.server import AgentServer
 from bench import harness
-from bench.real import SOURCE_MODULE, CountingProxy, keystrokes, wait_idle
+from bench.real import SOURCE_MODULE, CountingProxy, accepted, complete, keystrokes, wait_idle
 from tests.real.server import MODEL_ALIAS, RealLlamaServer, free_port, model_file, real_config
 
 WINDOW = 1500  # characters before the cursor an editor sends, cut at a line start
@@ -46,10 +46,18 @@ NUM_PREDICT = 8  # tokens per suggestion
 DEBOUNCE_S = 0.35  # the editor asks this long after the last keystroke
 TYPE_CPS = 8.0  # characters per second while typing
 READ_S = 3.0  # seconds the typist pauses: a suggestion arriving later is not shown (aborted)
-CHAT_EVERY_S = 8.0  # seconds between the chat user's questions
-CHAT_TOKENS = 48  # tokens per chat answer
+CHAT_EVERY_S = 5.0  # seconds between the chat user's questions (the issue's load)
+CHAT_TOKENS = 200  # tokens per chat answer: about 4.5 s of generation on the quiet 2-core machine
+# The model server keeps earlier prompts' state in RAM (llama-cpp-python's `--cache`, as
+# llama.cpp's own server does by default with `--cache-ram`): without it every suggestion
+# after a chat answer re-evaluates its whole 1,500-character window (3.5-4.7 s measured
+# here), longer than the pause, and no contender could show one. Its --cache_size counts
+# only the KV state (~7 MB here), not the copy of the logits each saved state keeps
+# (n_batch x Gemma's 262k vocabulary, ~0.5 GB): the default 2 GiB let the server grow
+# to 20 GB in 8 minutes, so the cache is bounded at a few states.
+SERVER_ARGS = ("--cache", "True", "--cache_size", str(32 << 20))
 REGION_CHARS = 160  # characters typed per round
-ROUNDS = 2
+ROUNDS = 3
 NO_CACHE = {"cache-control": "no-cache, no-store"}  # every chat question really runs
 QUESTIONS = (
     "Explain what a text wrapper does, briefly.",
@@ -88,7 +96,10 @@ class Side:
     outcomes: dict[str, int] = field(default_factory=dict)
     chats: list[str] = field(default_factory=list)
     chats_complete: int = 0
+    chat_s: list[float] = field(default_factory=list)
     cpu_s: float = 0.0
+    turns: list[tuple[float, int]] = field(default_factory=list)  # (server CPU-s, generations) per round
+    scheduling: dict[str, Any] = field(default_factory=dict)  # powergate's status at the end
 
 
 async def suggest(c: httpx.AsyncClient, side: Side, prompt: str) -> str:
@@ -96,28 +107,7 @@ async def suggest(c: httpx.AsyncClient, side: Side, prompt: str) -> str:
     side.asked += 1
     t0 = time.perf_counter()
     try:
-        if side.direct:
-            r = await c.post(
-                side.url + "/v1/completions",
-                json={"model": MODEL_ALIAS, "prompt": prompt, "max_tokens": NUM_PREDICT, "temperature": 0},
-                timeout=budget,
-            )
-            text = str(r.json()["choices"][0]["text"]) if r.status_code == 200 else ""
-            outcome = "direct"
-        else:
-            r = await c.post(
-                side.url + "/api/generate",
-                json={
-                    "model": "autocomplete",
-                    "prompt": prompt,
-                    "raw": True,
-                    "stream": False,
-                    "options": {"num_predict": NUM_PREDICT, "temperature": 0},
-                },
-                timeout=budget,
-            )
-            text = str(r.json().get("response", "")) if r.status_code == 200 else ""
-            outcome = r.headers.get("x-powergate-cache", str(r.status_code))
+        text, outcome = await complete(c, side.url, side.direct, prompt, NUM_PREDICT, timeout=budget)
     except httpx.TimeoutException:
         side.waits_ms.append(budget * 1000)
         side.outcomes["aborted"] = side.outcomes.get("aborted", 0) + 1
@@ -141,12 +131,7 @@ async def type_region(side: Side, text: str, start: int, seed: int) -> None:
             cursor = p
             await asyncio.sleep(DEBOUNCE_S)
             t0 = time.monotonic()
-            got = await suggest(c, side, window(text[:cursor]))
-            match = 0
-            while match < len(got) and cursor + match < len(text) and got[match] == text[cursor + match]:
-                match += 1
-            if match >= 3:
-                cursor += match  # Tab
+            cursor += accepted(await suggest(c, side, window(text[:cursor])), text, cursor)  # Tab
             await asyncio.sleep(max(0.0, READ_S - DEBOUNCE_S - (time.monotonic() - t0)))
 
 
@@ -154,9 +139,17 @@ async def chat(side: Side, question: str) -> None:
     prompt = chat_prompt(question)
     parts: list[str] = []
     done = False
+    t0 = time.perf_counter()
     async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT, trust_env=False) as c:
         if side.direct:
-            body = {"model": MODEL_ALIAS, "prompt": prompt, "max_tokens": CHAT_TOKENS, "temperature": 0, "stream": True}
+            body = {
+                "model": MODEL_ALIAS,
+                "prompt": prompt,
+                "max_tokens": CHAT_TOKENS,
+                "temperature": 0,
+                "repeat_penalty": 1,
+                "stream": True,
+            }
             async with c.stream("POST", side.url + "/v1/completions", json=body) as r:
                 async for line in r.aiter_lines():
                     if line.startswith("data: ") and line != "data: [DONE]":
@@ -169,7 +162,7 @@ async def chat(side: Side, question: str) -> None:
                 "prompt": prompt,
                 "raw": True,
                 "stream": True,
-                "options": {"num_predict": CHAT_TOKENS, "temperature": 0},
+                "options": {"num_predict": CHAT_TOKENS, "temperature": 0, "repeat_penalty": 1},
             }
             async with c.stream("POST", side.url + "/lane/chat/api/generate", json=body, headers=NO_CACHE) as r:
                 async for line in r.aiter_lines():
@@ -179,6 +172,7 @@ async def chat(side: Side, question: str) -> None:
                         done = done or bool(doc.get("done"))
     side.chats.append("".join(parts))
     side.chats_complete += done
+    side.chat_s.append(time.perf_counter() - t0)
 
 
 async def session(side: Side, text: str, start: int, seed: int, with_chat: bool) -> None:
@@ -200,19 +194,48 @@ def summary(side: Side) -> dict[str, Any]:
         "wait_p95_ms": round(harness.pct(side.waits_ms, 95), 1) if side.waits_ms else None,
         "chats": len(side.chats),
         "chats_complete": side.chats_complete,
+        "chat_p50_s": round(harness.pct(side.chat_s, 50), 2) if side.chat_s else None,
         "upstream_generations": side.proxy.counts.generations,
         "server_cpu_s": round(side.cpu_s, 2),
         "server_cpu_s_per_shown": round(side.cpu_s / side.shown, 2) if side.shown else None,
+        "per_round": [{"server_cpu_s": round(c, 2), "generations": g} for c, g in side.turns],
         "outcomes": side.outcomes,
+        "preemption": side.scheduling.get("preemption"),
+        "speculation": side.scheduling.get("speculation"),
+        "prefetch": side.scheduling.get("prefetch"),
     }
 
 
 def _turn(server: RealLlamaServer, side: Side, text: str, start: int, seed: int, with_chat: bool) -> None:
     wait_idle(server)
     before = server.cpu_seconds()
+    generations = side.proxy.counts.generations
     asyncio.run(session(side, text, start, seed, with_chat))
     wait_idle(server)
     side.cpu_s += server.cpu_seconds() - before
+    side.turns.append((server.cpu_seconds() - before, side.proxy.counts.generations - generations))
+    if not side.direct:
+        side.scheduling = httpx.get(side.url + "/agent/status", timeout=30, trust_env=False).json()["scheduling"]
+
+
+def repeatability(server: RealLlamaServer) -> str:
+    """The server's own reproducibility at temperature 0: each question asked twice in a row.
+    llama.cpp evaluates a prompt it has just seen from its KV cache (only the last token
+    again), and the different batch shapes change the floating-point sums enough to change
+    a greedy answer now and then, with no powergate involved."""
+    same = 0
+    with httpx.Client(timeout=CLIENT_TIMEOUT, trust_env=False) as c:
+        for q in QUESTIONS:
+            body = {
+                "model": MODEL_ALIAS,
+                "prompt": chat_prompt(q),
+                "max_tokens": CHAT_TOKENS,
+                "temperature": 0,
+                "repeat_penalty": 1,
+            }
+            a, b = (c.post(server.url + "/v1/completions", json=body).json()["choices"][0]["text"] for _ in range(2))
+            same += a == b
+    return f"{same}/{len(QUESTIONS)}"
 
 
 @contextmanager
@@ -232,14 +255,63 @@ def inprocess_powergate(upstream: str, config: str, profile: str, always_guess: 
             server.stop()
 
 
-def run(quick: bool) -> dict[str, Any]:
+def overhead(base: Side, other: Side) -> dict[str, Any]:
+    """Model CPU and generations `other` spent beyond `base` on the same keystrokes: over the
+    whole run, and after the first round (once the gate has learned)."""
+
+    def share(a: float, b: float) -> float | None:
+        return round(b / a - 1, 3) if a else None
+
+    later_base = base.turns[1:]
+    later = other.turns[1:]
+    return {
+        "cpu": share(base.cpu_s, other.cpu_s),
+        "generations": share(sum(g for _, g in base.turns), sum(g for _, g in other.turns)),
+        "cpu_after_round_1": share(sum(c for c, _ in later_base), sum(c for c, _ in later)) if later else None,
+        "generations_after_round_1": share(sum(g for _, g in later_base), sum(g for _, g in later)) if later else None,
+    }
+
+
+def resume_from_clean_state(cuts: tuple[int, ...] = (20, 60, 120)) -> str:
+    """What preemption's resume does, checked directly on the server: each chat answer cut
+    after k tokens and asked again as prompt + text so far equals the whole answer, when
+    both start from the same server state (a one-token request in between empties the
+    server's reusable prefix). Returns "equal/cuts"."""
+    server = RealLlamaServer(model_file())
+    equal = total = 0
+
+    def ask(c: httpx.Client, prompt: str, n: int) -> list[str]:
+        c.post(server.url + "/v1/completions", json={"model": MODEL_ALIAS, "prompt": "x = 1\n", "max_tokens": 1})
+        body = {"model": MODEL_ALIAS, "prompt": prompt, "max_tokens": n, "temperature": 0, "repeat_penalty": 1}
+        pieces = []
+        with c.stream("POST", server.url + "/v1/completions", json=dict(body, stream=True)) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    pieces.append(json.loads(line[6:])["choices"][0]["text"])
+        return pieces
+
+    try:
+        with httpx.Client(timeout=CLIENT_TIMEOUT, trust_env=False) as c:
+            for q in QUESTIONS:
+                whole = ask(c, chat_prompt(q), CHAT_TOKENS)
+                for k in cuts:
+                    so_far = "".join(whole[:k])
+                    rest = "".join(ask(c, chat_prompt(q) + so_far, CHAT_TOKENS - k))
+                    equal += so_far + rest == "".join(whole)
+                    total += 1
+    finally:
+        server.stop()
+    return f"{equal}/{total}"
+
+
+def run(quick: bool, parts: tuple[str, ...] = ("chat", "speculation")) -> dict[str, Any]:
     source = Path(SOURCE_MODULE.__file__ or "")
     text = source.read_text(encoding="utf-8")
     rounds = 1 if quick else ROUNDS
     rng = random.Random(11)
     starts = [rng.randrange(WINDOW, len(text) - REGION_CHARS) for _ in range(rounds)]
     stack: list[Any] = []
-    server = RealLlamaServer(model_file())
+    server = RealLlamaServer(model_file(), extra_args=SERVER_ARGS)
     try:
 
         def side(name: str, profile: str | None, extra: str = "", always_guess: bool | None = None) -> Side:
@@ -259,49 +331,88 @@ def run(quick: bool) -> dict[str, Any]:
             stack.append(pg)
             return Side(name, proc.url, False, proxy)
 
-        chat_sides = [
-            side("direct", None),
-            side("powergate, preemption", "balanced", '[profiles.balanced]\nprefetch = "off"\n'),
-            side("powergate, no preemption", "balanced", '[profiles.balanced]\nprefetch = "off"\npreempt = false\n'),
-        ]
-        spec_sides = [
-            side("balanced (no speculation)", "balanced", '[profiles.balanced]\nprefetch = "off"\n'),
-            side("performance, adaptive speculation", "performance", always_guess=False),
-            side("performance, always-on speculation", "performance", always_guess=True),
-        ]
+        chat_sides = (
+            [
+                side("direct", None),
+                side("powergate, preemption", "balanced", '[profiles.balanced]\nprefetch = "off"\n'),
+                side(
+                    "powergate, no preemption", "balanced", '[profiles.balanced]\nprefetch = "off"\npreempt = false\n'
+                ),
+            ]
+            if "chat" in parts
+            else []
+        )
+        spec_sides = (
+            [
+                side("balanced (no speculation)", "balanced", '[profiles.balanced]\nprefetch = "off"\n'),
+                side("performance, adaptive speculation", "performance", always_guess=False),
+                side("performance, always-on speculation", "performance", always_guess=True),
+            ]
+            if "speculation" in parts
+            else []
+        )
         for i, start in enumerate(starts):
             for group, with_chat in ((chat_sides, True), (spec_sides, False)):
-                order = group[i % len(group) :] + group[: i % len(group)]
+                order = group[i % len(group) :] + group[: i % len(group)] if group else []
                 for s in order:
                     _turn(server, s, text, start, seed=i, with_chat=with_chat)
-        identical = sum(
-            1
-            for a, b, c in zip(chat_sides[0].chats, chat_sides[1].chats, chat_sides[2].chats, strict=False)
-            if a == b == c
-        )
-        return {
+        out: dict[str, Any] = {
             "source": f"{SOURCE_MODULE.__name__} ({source.name})",
             "rounds": rounds,
-            "chat_while_typing": {s.name: summary(s) for s in chat_sides},
-            "chat_answers_identical": f"{identical}/{min(len(s.chats) for s in chat_sides)}",
-            "speculation": {s.name: summary(s) for s in spec_sides},
+            "server_args": list(SERVER_ARGS),
         }
+        if chat_sides:
+            pairs = list(zip(chat_sides[0].chats, chat_sides[1].chats, chat_sides[2].chats, strict=False))
+            out["chat_while_typing"] = {s.name: summary(s) for s in chat_sides}
+            out["chat_answers_identical"] = f"{sum(1 for a, b, c in pairs if a == b == c)}/{len(pairs)}"
+            out["chat_answers_preempted_equal_direct"] = f"{sum(1 for a, b, _ in pairs if a == b)}/{len(pairs)}"
+            out["chat_answers_unpreempted_equal_direct"] = f"{sum(1 for a, _, c in pairs if a == c)}/{len(pairs)}"
+            out["server_repeatable_same_question_twice"] = repeatability(server)
+        if spec_sides:
+            out["speculation"] = {s.name: summary(s) for s in spec_sides}
+            out["speculation_overhead"] = {s.name: overhead(spec_sides[0], s) for s in spec_sides[1:]}
     finally:
         for cm in reversed(stack):
             cm.__exit__(None, None, None)
         server.stop()
+    if "chat" in parts:
+        out["resumed_equal_whole_from_clean_state"] = resume_from_clean_state()
+    return out
 
 
 def table(res: dict[str, Any]) -> str:
     rows = [
-        "| contender | suggestions shown / asked | wait p95 ms | chats complete | server CPU-s per shown |",
-        "|---|---|---|---|---|",
+        "| contender | suggestions shown / asked | shown p50 ms | chats complete | chat p50 s | paused / resumed "
+        "| server generations | server CPU-s per shown |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for part in ("chat_while_typing", "speculation"):
-        for name, r in res[part].items():
+        for name, r in res.get(part, {}).items():
+            pre = r.get("preemption") or {}
             rows.append(
-                f"| {name} | {r['shown']} / {r['asked']} | {r['wait_p95_ms']} | {r['chats_complete']} / {r['chats']} "
-                f"| {r['server_cpu_s_per_shown']} |"
+                f"| {name} | {r['shown']} / {r['asked']} | {r['shown_p50_ms']} | {r['chats_complete']} / {r['chats']} "
+                f"| {r['chat_p50_s']} | {pre.get('paused', '-')} / {pre.get('resumed', '-')} "
+                f"| {r['upstream_generations']} | {r['server_cpu_s_per_shown']} |"
+            )
+    for k in (
+        "chat_answers_identical",
+        "chat_answers_preempted_equal_direct",
+        "chat_answers_unpreempted_equal_direct",
+        "server_repeatable_same_question_twice",
+        "resumed_equal_whole_from_clean_state",
+        "speculation_overhead",
+    ):
+        if k in res:
+            rows.append(f"{k}: {res[k]}")
+    for name, r in res.get("speculation", {}).items():
+        spec = (r.get("speculation") or {}).get("models") or {}
+        pf = r.get("prefetch") or {}
+        for model, m in spec.items():
+            rows.append(
+                f"{name} / {model}: used share {m.get('used_share')}, threshold {m.get('threshold')} "
+                f"(measured {m.get('measured')}: guess {m.get('guess_s')} s, suggestion {m.get('request_s')} s), "
+                f"decision {m.get('decision')}; used {pf.get('prefetch_used')}, wasted {pf.get('prefetch_wasted')}, "
+                f"skipped {pf.get('prefetch_skipped')}"
             )
     return "\n".join(rows)
 
@@ -367,4 +478,13 @@ def typeahead_share(rounds: int = ROUNDS) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(typeahead_share(), indent=2))
+    # python -m bench.interactive [typeahead | chat | speculation ...]: one part, printed
+    import sys
+
+    wanted = tuple(sys.argv[1:]) or ("typeahead",)
+    if "typeahead" in wanted:
+        print(json.dumps(typeahead_share(), indent=2))
+    if {"chat", "speculation"} & set(wanted):
+        result = run(False, parts=tuple(p for p in wanted if p != "typeahead"))
+        print(json.dumps(result, indent=2))
+        print(table(result))

@@ -169,29 +169,45 @@ def keystrokes(text: str, start: int, length: int, seed: int) -> list[int]:
     return out
 
 
+async def complete(
+    c: httpx.AsyncClient, url: str, direct: bool, prompt: str, num_predict: int, timeout: float | None = None
+) -> tuple[str, str]:
+    """One suggestion, (text, outcome): from the server directly (OpenAI API), or through
+    powergate (Ollama's API, a raw prompt as Continue and Twinny send it; the outcome is its
+    X-Powergate-Cache). A timeout raises httpx.TimeoutException (the editor's abort)."""
+    if direct:
+        r = await c.post(
+            url + "/v1/completions",
+            json={"model": MODEL_ALIAS, "prompt": prompt, "max_tokens": num_predict, "temperature": 0},
+            timeout=timeout,
+        )
+        return (str(r.json()["choices"][0]["text"]) if r.status_code == 200 else ""), "direct"
+    r = await c.post(
+        url + "/api/generate",
+        json={
+            "model": "autocomplete",
+            "prompt": prompt,
+            "raw": True,
+            "stream": False,
+            "options": {"num_predict": num_predict, "temperature": 0},
+        },
+        timeout=timeout,
+    )
+    text = str(r.json().get("response", "")) if r.status_code == 200 else ""
+    return text, r.headers.get("x-powergate-cache", str(r.status_code))
+
+
+def accepted(suggestion: str, text: str, cursor: int) -> int:
+    """Characters the typist takes with Tab: the suggestion as far as it matches the file."""
+    match = 0
+    while match < len(suggestion) and cursor + match < len(text) and suggestion[match] == text[cursor + match]:
+        match += 1
+    return match if match >= MIN_ACCEPT else 0
+
+
 async def ask(c: httpx.AsyncClient, who: Contender, prompt: str) -> str:
-    window = prompt[-WINDOW:]
     t0 = time.perf_counter()
-    if who.direct:
-        r = await c.post(
-            who.url + "/v1/completions",
-            json={"model": MODEL_ALIAS, "prompt": window, "max_tokens": NUM_PREDICT, "temperature": 0},
-        )
-        text = str(r.json()["choices"][0]["text"]) if r.status_code == 200 else ""
-        outcome = "direct"
-    else:
-        r = await c.post(
-            who.url + "/api/generate",
-            json={
-                "model": "autocomplete",
-                "prompt": window,
-                "raw": True,
-                "stream": False,
-                "options": {"num_predict": NUM_PREDICT, "temperature": 0},
-            },
-        )
-        text = str(r.json().get("response", "")) if r.status_code == 200 else ""
-        outcome = r.headers.get("x-powergate-cache", str(r.status_code))
+    text, outcome = await complete(c, who.url, who.direct, prompt[-WINDOW:], NUM_PREDICT)
     who.latencies.append(time.perf_counter() - t0)
     who.outcomes[outcome] = who.outcomes.get(outcome, 0) + 1
     if text:
@@ -208,12 +224,7 @@ async def type_region(who: Contender, text: str, start: int, length: int, seed: 
             if p <= cursor:
                 continue
             cursor = p
-            suggestion = await ask(c, who, text[:cursor])
-            match = 0
-            while match < len(suggestion) and cursor + match < len(text) and suggestion[match] == text[cursor + match]:
-                match += 1
-            if match >= MIN_ACCEPT:
-                cursor += match  # Tab: the suggestion was right this far
+            cursor += accepted(await ask(c, who, text[:cursor]), text, cursor)
 
 
 def summary(who: Contender, counts: Counts) -> dict[str, Any]:

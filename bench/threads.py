@@ -52,7 +52,9 @@ def _one(c: httpx.Client, url: str, prompt: str) -> tuple[float, float, int, int
 
 
 def measure(threads: int, loaded: bool, text: str, seed: int) -> dict[str, Any]:
-    server = RealLlamaServer(model_file(), threads=threads)
+    # Ollama's num_thread sets both the generation and the prompt (batch) threads;
+    # llama-cpp-python takes them separately and would use all cores for prompts
+    server = RealLlamaServer(model_file(), threads=threads, extra_args=("--n_threads_batch", str(threads)))
     hog = subprocess.Popen([sys.executable, "-c", HOG]) if loaded else None
     prompt_rates: list[float] = []
     gen_rates: list[float] = []

@@ -167,9 +167,12 @@ def queued(gw: Gateway) -> int:
     return len(gw.runtime.upstreams.primary.scheduler.waiting)
 
 
-def occupy(gw: Gateway, sim: SimServer, results: list[Any]) -> threading.Thread:
-    """A long chat answer that holds Ollama's one slot; returns once Ollama runs it."""
-    chat = {"model": SMALL, "messages": [{"role": "user", "content": "long"}], "stream": False}
+def occupy(gw: Gateway, sim: SimServer, results: list[Any], tokens: int | None = None) -> threading.Thread:
+    """A long chat answer that holds Ollama's one slot; returns once Ollama runs it.
+    `tokens`: hold it longer (0.02 s each) when the test must act while it runs."""
+    chat: dict[str, Any] = {"model": SMALL, "messages": [{"role": "user", "content": "long"}], "stream": False}
+    if tokens is not None:
+        chat["options"] = {"num_predict": tokens}
     t = background(gw.url, "/api/chat", chat, results)
     assert wait_for(lambda: bool(sim.sim.inference_log()), timeout=5)
     return t
@@ -222,7 +225,7 @@ def test_superseded_completion_is_answered_from_the_newer_one(
 ) -> None:
     gw = make_gateway(busy_sim.url, profile="battery-saver")
     res: list[Any] = []
-    running = occupy(gw, busy_sim, res)
+    running = occupy(gw, busy_sim, res, tokens=250)  # 5 s: the newer one arrives while it runs
     older: list[Any] = []
     t_old = background(
         gw.url, "/api/generate", {"model": SMALL, "prompt": "def fo", "suffix": "\n", "stream": False}, older
@@ -251,7 +254,7 @@ def test_superseded_completion_across_a_moved_window_is_answered_from_the_newer_
     position, so the older waiting suggestion is answered from the newer one."""
     gw = make_gateway(busy_sim.url, profile="battery-saver")
     res: list[Any] = []
-    running = occupy(gw, busy_sim, res)
+    running = occupy(gw, busy_sim, res, tokens=250)  # 5 s: the newer one arrives while it runs
     body = "".join(f"    total_{i} = compute(values[{i}], scale=2)\n" for i in range(6))
     old_prompt = "import math\n" + body + "    ret"
     new_prompt = body + "    return tot"  # line 1 dropped from the top, "urn tot" typed
