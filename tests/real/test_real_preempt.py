@@ -72,7 +72,9 @@ def test_a_paused_answer_equals_the_unpaused_one_token_for_token(real_gateway: G
     paused, final, _ = long_answer(real_gateway, pause_with_suggestion=True)
     status = httpx.get(real_gateway.url + "/agent/status", timeout=10).json()["scheduling"]["preemption"]
     assert status["paused"] >= 1 and status["resumed"] >= 1  # it really was paused
-    assert paused == reference  # the same text, token for token, nothing repeated or lost
+    at = next((i for i, (a, b) in enumerate(zip(paused, reference, strict=False)) if a != b), None)
+    # the same text, token for token, nothing repeated or lost
+    assert paused == reference, f"diverged at character {at}: {paused[:200]!r} vs {reference[:200]!r}"
     assert final["done"] and final["done_reason"] == ref_final["done_reason"]
     assert final["eval_count"] == ref_final["eval_count"]  # counts summed over the parts
 
