@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,9 +53,12 @@ class Proc:
 
 
 @contextmanager
-def sim_ollama(realistic: bool = False) -> Iterator[Proc]:
+def sim_ollama(
+    realistic: bool = False, *, module: str = "tests.simollama", flags: Sequence[str] = ()
+) -> Iterator[Proc]:
+    """A simulated Ollama (`python -m MODULE --port P FLAGS`) on a free port, once it answers."""
     port = free_port()
-    args = [sys.executable, "-m", "tests.simollama", "--port", str(port)] + (["--realistic"] if realistic else [])
+    args = [sys.executable, "-m", module, "--port", str(port), *(["--realistic"] if realistic else []), *flags]
     p = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc = Proc(f"http://127.0.0.1:{port}", p)
     try:

@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import ROOT, Proc, free_port, pct, wait_http
+from bench.harness import ROOT, Proc, free_port, pct, sim_ollama, wait_http
 
 SMALL = "qwen2.5-coder:1.5b"
 MEDIUM = "qwen2.5-coder:7b"
@@ -71,29 +71,12 @@ HOSTS = (
 
 @contextmanager
 def sim_host(spec: HostSpec) -> Iterator[Proc]:
-    port = free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "bench.simhost",
-        "--port",
-        str(port),
-        "--token-delay",
-        str(spec.token_delay_s),
-        "--prompt-delay",
-        str(spec.prompt_delay_s),
-        "--load-time",
-        str(spec.load_time_s),
-    ]
+    flags = ["--token-delay", str(spec.token_delay_s), "--prompt-delay", str(spec.prompt_delay_s)]
+    flags += ["--load-time", str(spec.load_time_s)]
     for m in spec.preload:
-        args += ["--preload", m]
-    p = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    proc = Proc(f"http://127.0.0.1:{port}", p)
-    try:
-        wait_http(proc.url)
+        flags += ["--preload", m]
+    with sim_ollama(module="bench.simhost", flags=flags) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def agent_config(urls: dict[str, str], power_file: Path) -> str:

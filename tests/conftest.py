@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -184,11 +185,20 @@ def agent_up(port: int) -> bool:
         return False
 
 
-def start_agent(env: dict[str, str], *args: str, capture: bool = True) -> subprocess.Popen[str]:
-    """`python -m agent run ARGS` as a user starts it, in its own process."""
+def start_agent(
+    env: dict[str, str], *args: str, capture: bool = True, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.Popen[str]:
+    """`python -m agent run ARGS` as a user starts it, in its own process; `preexec_fn` runs in
+    the child before the agent (POSIX only: resource limits)."""
     out = subprocess.PIPE if capture else subprocess.DEVNULL
     return subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", *args], env=env, cwd=ROOT, stdout=out, stderr=out, text=True
+        [sys.executable, "-m", "agent", "run", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=out,
+        stderr=out,
+        text=True,
+        preexec_fn=preexec_fn,
     )
 
 
@@ -202,3 +212,43 @@ def stop_agent(proc: subprocess.Popen[str]) -> str:
         proc.kill()
         _, err = proc.communicate()
     return err or ""
+
+
+PLUGGED_IN = {"plugged": True, "percent": 100, "cpu_percent": 3}  # scripted power: on AC, full
+AGENT_START_S = 30.0  # seconds an agent process may take until its control API answers
+
+
+@dataclass
+class AgentProcess:
+    url: str
+    proc: subprocess.Popen[str]
+    data_dir: Path
+
+
+AgentProcessFactory = Callable[..., AgentProcess]
+
+
+@pytest.fixture
+def make_agent_process(tmp_path: Path) -> Iterator[AgentProcessFactory]:
+    """Start `powergate run --no-tray ARGS` in its own process (`start_agent`) on a free port, in
+    front of `upstream`, with a scripted power file (PLUGGED_IN) ahead of `config` and its data in
+    tmp_path/d; return it once it answers, stop it at teardown."""
+    started: list[subprocess.Popen[str]] = []
+
+    def make(upstream: str, *args: str, config: str = "", preexec_fn: Callable[[], None] | None = None) -> AgentProcess:
+        port = free_port()
+        power = tmp_path / "power.json"
+        power.write_text(json.dumps(PLUGGED_IN))
+        cfg = tmp_path / "config.toml"
+        cfg.write_text(f'[power]\nsource = "file:{power.as_posix()}"\n' + config)
+        data = tmp_path / "d"
+        env = dict(os.environ, POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=upstream, POWERGATE_CONFIG=str(cfg))
+        env["POWERGATE_DATA_DIR"] = str(data)
+        proc = start_agent(env, "--no-tray", *args, preexec_fn=preexec_fn)
+        started.append(proc)
+        assert wait_for(lambda: agent_up(port), timeout=AGENT_START_S, interval=0.1), stop_agent(proc)
+        return AgentProcess(f"http://127.0.0.1:{port}", proc, data)
+
+    yield make
+    for proc in started:
+        stop_agent(proc)

@@ -348,45 +348,12 @@ def _column_findings(facts: DatabaseFacts, col: ColumnFacts) -> list[Finding]:
     if not col.ann_indexes:
         if col.rows < MIN_ROWS_FOR_INDEX:
             return out
-        if col.dims is None and col.type != "sparsevec":
+        blocked = _unindexable(col)
+        if blocked is not None:
+            rule, message, advice = blocked
             out.append(
                 Finding(
-                    id="vector-without-dimensions",
-                    severity="warning",
-                    subject=col.label,
-                    message=f"{col.label} is declared without dimensions, so no ANN index can be built: every "
-                    "query reads the whole table.",
-                    evidence=evidence,
-                    advice=[
-                        f"ALTER TABLE {col.qualified} ALTER COLUMN {quote_ident(col.column)} TYPE {col.type}(N) "
-                        "with N your embedding model's dimension, then run `powergate db check` again"
-                    ],
-                )
-            )
-            return out
-        if col.type == "halfvec" and col.dims and col.dims > HNSW_MAX_DIMS["halfvec"]:
-            out.append(
-                Finding(
-                    id="too-many-dimensions",
-                    severity="warning",
-                    subject=col.label,
-                    message=f"{col.label} has {col.dims} dimensions: above HNSW's limit even for halfvec "
-                    f"({HNSW_MAX_DIMS['halfvec']}); every query reads the whole table.",
-                    evidence=evidence,
-                    advice=["use an embedding model (or a Matryoshka truncation) with at most 4000 dimensions"],
-                )
-            )
-            return out
-        if col.type == "vector" and col.dims and col.dims > HNSW_MAX_DIMS["halfvec"]:
-            out.append(
-                Finding(
-                    id="too-many-dimensions",
-                    severity="warning",
-                    subject=col.label,
-                    message=f"{col.label} has {col.dims} dimensions: no HNSW index exists for that many "
-                    f"(vector up to {HNSW_MAX_DIMS['vector']}, halfvec up to {HNSW_MAX_DIMS['halfvec']}).",
-                    evidence=evidence,
-                    advice=["use an embedding model (or a Matryoshka truncation) with at most 4000 dimensions"],
+                    id=rule, severity="warning", subject=col.label, message=message, evidence=evidence, advice=[advice]
                 )
             )
             return out
@@ -396,35 +363,30 @@ def _column_findings(facts: DatabaseFacts, col: ColumnFacts) -> list[Finding]:
             f"({col.seq_scan} sequential scans so far)."
         )
         wide = col.type == "vector" and col.dims is not None and col.dims > HNSW_MAX_DIMS["vector"]
+        create: list[str] = []
+        env: list[str] = []
         if col.is_lightrag and wide:
             # LightRAG queries with `content_vector <=> $1::vector`: an index on a halfvec cast
             # would never be used. Its own HNSW_HALFVEC mode converts the column to halfvec and
             # builds the index itself (and casts its queries), so the fix is its setting.
-            out.append(
-                Finding(
-                    id="missing-ann-index",
-                    severity="warning",
-                    subject=col.label,
-                    message=message
-                    + f" {col.dims} dimensions exceed HNSW's {HNSW_MAX_DIMS['vector']} for vector (LightRAG only logs "
-                    "the failed build). Set LightRAG's index type to HNSW_HALFVEC and restart it: it converts "
-                    f"content_vector to halfvec({col.dims}) (one table rewrite) and builds the index, up to "
-                    f"{HNSW_MAX_DIMS['halfvec']} dimensions.",
-                    evidence={**evidence, "operator": op, "operator_source": how},
-                    env=["POSTGRES_VECTOR_INDEX_TYPE=HNSW_HALFVEC"],
-                )
-            )
-            return out
-        sql, note = create_index_sql(col, op, facts.lightrag_env)
-        env: list[str] = []
-        if col.is_lightrag:
-            env.append("POSTGRES_VECTOR_INDEX_TYPE=HNSW")
             message += (
-                " The index is built under LightRAG's own name, so with POSTGRES_VECTOR_INDEX_TYPE=HNSW "
-                "LightRAG keeps it at its next start."
+                f" {col.dims} dimensions exceed HNSW's {HNSW_MAX_DIMS['vector']} for vector (LightRAG only logs "
+                "the failed build). Set LightRAG's index type to HNSW_HALFVEC and restart it: it converts "
+                f"content_vector to halfvec({col.dims}) (one table rewrite) and builds the index, up to "
+                f"{HNSW_MAX_DIMS['halfvec']} dimensions."
             )
-        if note:
-            message += " " + note + "."
+            env.append("POSTGRES_VECTOR_INDEX_TYPE=HNSW_HALFVEC")
+        else:
+            sql, note = create_index_sql(col, op, facts.lightrag_env)
+            create.append(sql)
+            if col.is_lightrag:
+                env.append("POSTGRES_VECTOR_INDEX_TYPE=HNSW")
+                message += (
+                    " The index is built under LightRAG's own name, so with POSTGRES_VECTOR_INDEX_TYPE=HNSW "
+                    "LightRAG keeps it at its next start."
+                )
+            if note:
+                message += " " + note + "."
         out.append(
             Finding(
                 id="missing-ann-index",
@@ -432,7 +394,7 @@ def _column_findings(facts: DatabaseFacts, col: ColumnFacts) -> list[Finding]:
                 subject=col.label,
                 message=message,
                 evidence={**evidence, "operator": op, "operator_source": how},
-                sql=[sql],
+                sql=create,
                 env=env,
             )
         )
@@ -509,6 +471,37 @@ def _column_findings(facts: DatabaseFacts, col: ColumnFacts) -> list[Finding]:
                 )
             )
     return out
+
+
+def _unindexable(col: ColumnFacts) -> tuple[str, str, str] | None:
+    """Why no ANN index can serve this column (finding id, message, advice): the first rule that applies."""
+    dims, vector_max, halfvec_max = col.dims or 0, HNSW_MAX_DIMS["vector"], HNSW_MAX_DIMS["halfvec"]
+    fewer = f"use an embedding model (or a Matryoshka truncation) with at most {halfvec_max} dimensions"
+    rules = (
+        (
+            col.dims is None and col.type != "sparsevec",
+            "vector-without-dimensions",
+            f"{col.label} is declared without dimensions, so no ANN index can be built: every query reads the "
+            "whole table.",
+            f"ALTER TABLE {col.qualified} ALTER COLUMN {quote_ident(col.column)} TYPE {col.type}(N) with N your "
+            "embedding model's dimension, then run `powergate db check` again",
+        ),
+        (
+            col.type == "halfvec" and dims > halfvec_max,
+            "too-many-dimensions",
+            f"{col.label} has {col.dims} dimensions: above HNSW's limit even for halfvec ({halfvec_max}); every "
+            "query reads the whole table.",
+            fewer,
+        ),
+        (
+            col.type == "vector" and dims > halfvec_max,
+            "too-many-dimensions",
+            f"{col.label} has {col.dims} dimensions: no HNSW index exists for that many (vector up to "
+            f"{vector_max}, halfvec up to {halfvec_max}).",
+            fewer,
+        ),
+    )
+    return next(((rule, message, advice) for applies, rule, message, advice in rules if applies), None)
 
 
 def _unbalanced(col: ColumnFacts) -> bool:

@@ -7,16 +7,12 @@ being freed."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, agent_up, free_port, stop_agent, wait_for
+from tests.conftest import AgentProcess, AgentProcessFactory, stop_agent, wait_for
 from tests.simollama import SimServer
 
 pytestmark = [
@@ -28,33 +24,13 @@ ANSWER_TOKENS = 8000  # about 50 KB per answer: the database passes the limit af
 
 
 @pytest.fixture
-def small_disk_agent(tmp_path: Path, sim: SimServer) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+def small_disk_agent(sim: SimServer, make_agent_process: AgentProcessFactory) -> AgentProcess:
     import resource
-
-    port = free_port()
-    power = tmp_path / "power.json"
-    power.write_text('{"plugged": true, "percent": 100, "cpu_percent": 3}')
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(f'[power]\nsource = "file:{power.as_posix()}"\n')
-    data = tmp_path / "d"
-    env = dict(os.environ, POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=sim.url, POWERGATE_CONFIG=str(cfg))
-    env["POWERGATE_DATA_DIR"] = str(data)
 
     def small_disk() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (FSIZE_LIMIT, resource.RLIM_INFINITY))
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--no-tray"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=small_disk,
-    )
-    assert wait_for(lambda: agent_up(port), timeout=30, interval=0.1), stop_agent(proc)
-    yield f"http://127.0.0.1:{port}", proc, data
-    stop_agent(proc)
+    return make_agent_process(sim.url, preexec_fn=small_disk)
 
 
 def disk_tier(c: httpx.Client) -> dict[str, object]:
@@ -62,10 +38,10 @@ def disk_tier(c: httpx.Client) -> dict[str, object]:
     return next(t for t in tiers if t["name"] == "disk")
 
 
-def test_full_disk_degrades_then_recovers(small_disk_agent: tuple[str, subprocess.Popen[str], Path]) -> None:
+def test_full_disk_degrades_then_recovers(small_disk_agent: AgentProcess) -> None:
     import resource
 
-    url, proc, data = small_disk_agent
+    url, proc, data = small_disk_agent.url, small_disk_agent.proc, small_disk_agent.data_dir
     with httpx.Client(base_url=url, timeout=60, trust_env=False) as c:
         for i in range(200):
             body = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ import pytest
 
 from agent.cache.base import Entry
 from agent.cache.codec import Codec
-from tests.conftest import ROOT, agent_up, free_port, wait_for
+from tests.conftest import agent_up, free_port, start_agent, wait_for
 from tests.simollama import SimOllama, SimServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")]
@@ -52,13 +51,7 @@ def test_kill_9_loop_leaves_no_corrupt_entry(tmp_path: Path) -> None:
         env["POWERGATE_DATA_DIR"] = str(data)
         url = f"http://127.0.0.1:{port}"
         for round_ in range(ROUNDS):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "agent", "run", "--no-tray"],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            proc = start_agent(env, "--no-tray", capture=False)
             try:
                 assert wait_for(lambda: agent_up(port), timeout=30, interval=0.1), f"no start in round {round_}"
                 stop = threading.Event()

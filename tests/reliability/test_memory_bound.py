@@ -5,17 +5,11 @@ to a profile with less memory (a shrink gives the memory back)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import psutil
 import pytest
 
-from tests.conftest import ROOT, agent_up, free_port, stop_agent, wait_for
+from tests.conftest import AgentProcessFactory, wait_for
 from tests.simollama import SimServer
 
 pytestmark = pytest.mark.slow
@@ -29,33 +23,17 @@ TOKENS = 12_000  # about 50 KB of text per answer
 
 
 @pytest.fixture
-def agent(tmp_path: Path, sim: SimServer) -> Iterator[tuple[str, psutil.Process, subprocess.Popen[str]]]:
-    port = free_port()
-    power = tmp_path / "power.json"
-    power.write_text('{"plugged": true, "percent": 100, "cpu_percent": 3}')
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(
-        f'[power]\nsource = "file:{power.as_posix()}"\n'
+def agent(sim: SimServer, make_agent_process: AgentProcessFactory) -> tuple[str, psutil.Process]:
+    config = (
         f'[profiles.performance]\nmemory_mb = {BIG_MB}\nprefetch = "off"\n'
         f"[profiles.battery-saver]\nmemory_mb = {SMALL_MB}\n"
     )
-    env = dict(os.environ, POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=sim.url, POWERGATE_CONFIG=str(cfg))
-    env["POWERGATE_DATA_DIR"] = str(tmp_path / "d")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--no-tray", "--profile", "performance"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert wait_for(lambda: agent_up(port), timeout=30, interval=0.1), stop_agent(proc)
-    yield f"http://127.0.0.1:{port}", psutil.Process(proc.pid), proc
-    stop_agent(proc)
+    started = make_agent_process(sim.url, "--profile", "performance", config=config)
+    return started.url, psutil.Process(started.proc.pid)
 
 
-def test_rss_stays_within_memory_mb_plus_100(agent: tuple[str, psutil.Process, subprocess.Popen[str]]) -> None:
-    url, process, _ = agent
+def test_rss_stays_within_memory_mb_plus_100(agent: tuple[str, psutil.Process]) -> None:
+    url, process = agent
     peak = 0
 
     def sample() -> int:

@@ -3,21 +3,17 @@ the descriptor limit, against real slow clients on loopback (bounded in count an
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 import agent.server
 from agent.gateway.connections import ConnectionLimits, max_connections
-from tests.conftest import ROOT, GatewayFactory, agent_up, free_port, stop_agent, wait_for
+from tests.conftest import AgentProcess, AgentProcessFactory, GatewayFactory, stop_agent
 from tests.simollama import SimOllama, SimServer
 
 SHORT = ConnectionLimits(header_timeout_s=1.0, body_idle_timeout_s=1.0, keep_alive_s=2.0, max_connections=6)
@@ -161,40 +157,22 @@ def _slowloris(url: str, n: int, stop: threading.Event, held: list[socket.socket
 
 
 @pytest.fixture
-def limited_agent(tmp_path: Path, sim: SimServer) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def limited_agent(sim: SimServer, make_agent_process: AgentProcessFactory) -> AgentProcess:
     if sys.platform == "win32":
         pytest.skip("descriptor limits are a POSIX notion")
     import resource
 
-    port = free_port()
-    power = tmp_path / "power.json"
-    power.write_text('{"plugged": true, "percent": 100, "cpu_percent": 3}')
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(f'[power]\nsource = "file:{power.as_posix()}"\n')
-    env = dict(os.environ, POWERGATE_PORT=str(port), POWERGATE_UPSTREAM=sim.url, POWERGATE_CONFIG=str(cfg))
-    env["POWERGATE_DATA_DIR"] = str(tmp_path / "d")
-
     def lower_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (AGENT_FD_LIMIT, AGENT_FD_LIMIT))
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--no-tray"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lower_limit,
-    )
-    assert wait_for(lambda: agent_up(port), timeout=30, interval=0.1), stop_agent(proc)
-    yield f"http://127.0.0.1:{port}", proc
+    return make_agent_process(sim.url, preexec_fn=lower_limit)
 
 
 @pytest.mark.slow
 def test_slowloris_beyond_the_descriptor_limit_leaves_the_gateway_reachable(
-    limited_agent: tuple[str, subprocess.Popen[str]],
+    limited_agent: AgentProcess,
 ) -> None:
-    url, proc = limited_agent
+    url, proc = limited_agent.url, limited_agent.proc
     held: list[socket.socket] = []
     stop = threading.Event()
     attacker = threading.Thread(target=_slowloris, args=(url, SLOW_CLIENTS, stop, held), daemon=True)
