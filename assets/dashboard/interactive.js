@@ -24,8 +24,10 @@
           el("dt", null, "Prefetch used / wasted"),
           el("dd", { id: "prefetch-outcomes" }, `${num(pf.prefetch_used)} / ${num(pf.prefetch_wasted)} (skipped ${num(pf.prefetch_skipped)})`)),
         el("table", { id: "speculation" },
-          el("thead", null, el("tr", null, el("th", null, "model"), el("th", { class: "num" }, "guesses used"),
-            el("th", { class: "num" }, "needed"), el("th", { class: "num" }, "outcomes"), el("th", null, "decision"))),
+          el("thead", null, el("tr", null, el("th", null, "model"),
+            el("th", { class: "num", title: "share of the last guesses that were used" }, "used"),
+            el("th", { class: "num", title: "break-even share the model needs" }, "needs"),
+            el("th", { class: "num", title: "outcomes in the window" }, "seen"), el("th", null, "state"))),
           el("tbody", null, models.length
             ? models.map(([m, r]) => el("tr", { data: { model: String(m) } },
                 el("td", null, String(m)),
