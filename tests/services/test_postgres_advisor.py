@@ -48,6 +48,9 @@ LIGHTRAG_CHUNKS_QUERY = """SELECT id, content, file_path, EXTRACT(EPOCH FROM cre
     ORDER BY content_vector <=> %(p4)s::vector LIMIT %(p3)s"""
 
 
+EMPTY_BUILD_ATTEMPTS = 4  # random IVFFlat centres: one build in six is balanced by chance
+
+
 def db(*args: str) -> int:
     return main(["db", *args])
 
@@ -170,11 +173,25 @@ def test_lightrag_short_results_found_and_fixed_for_new_connections(
 def test_ivfflat_built_on_the_empty_table_is_found_and_rebuilt(
     vdb: VectorDb, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    vdb.execute(LIGHTRAG_ENTITY_DDL)
-    vdb.execute(LIGHTRAG_IVFFLAT)  # POSTGRES_VECTOR_INDEX_TYPE=IVFFLAT: built before any row exists
-    fill(vdb, "LIGHTRAG_VDB_ENTITY", "content_vector", 128, 4000, {"id": lambda g: f"e{g}", "workspace": lambda g: "w"})
-    vdb.execute("ANALYZE LIGHTRAG_VDB_ENTITY")
-    rc, doc = check(vdb, capsys)
+    # pgvector gives an IVFFlat index built on an empty table random centres: its lists are
+    # usually badly unbalanced, but about one build in six (measured here) happens to come out
+    # balanced enough, and then there is nothing to find. So build it the LightRAG way again.
+    for _ in range(EMPTY_BUILD_ATTEMPTS):
+        vdb.execute("DROP TABLE IF EXISTS LIGHTRAG_VDB_ENTITY")
+        vdb.execute(LIGHTRAG_ENTITY_DDL)
+        vdb.execute(LIGHTRAG_IVFFLAT)  # POSTGRES_VECTOR_INDEX_TYPE=IVFFLAT: built before any row exists
+        fill(
+            vdb,
+            "LIGHTRAG_VDB_ENTITY",
+            "content_vector",
+            128,
+            4000,
+            {"id": lambda g: f"e{g}", "workspace": lambda g: "w"},
+        )
+        vdb.execute("ANALYZE LIGHTRAG_VDB_ENTITY")
+        rc, doc = check(vdb, capsys)
+        if any(f["id"] == "ivfflat-built-empty" for f in doc["findings"]):  # type: ignore[attr-defined]
+            break
     assert rc == 1
     f = finding(doc, "ivfflat-built-empty")
     assert f["subject"] == "idx_lightrag_vdb_entity_ivfflat_cosine"

@@ -39,6 +39,9 @@ def lightrag_python() -> Path:
     return python
 
 
+EMPTY_BUILD_ATTEMPTS = 3  # LightRAG runs (each fills the table anew)
+
+
 def run_lightrag(python: Path, vdb: VectorDb, index_type: str, *args: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTGRES_")}
     env.update(
@@ -68,13 +71,18 @@ def test_lightrags_own_ivfflat_is_found_replaced_and_kept(
     vdb: VectorDb, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     python = lightrag_python()
-    table = run_lightrag(python, vdb, "IVFFLAT", "fill", str(CHUNKS))["table"].lower()
-    ivf, hnsw = f"idx_{table}_ivfflat_cosine", f"idx_{table}_hnsw_cosine"
-    assert ivf in vdb.indexes()  # LightRAG built it when the table was empty
-
-    capsys.readouterr()
-    assert main(["db", "check", "--json", "--dsn", vdb.dsn]) == 1
-    doc = json.loads(capsys.readouterr().out)
+    # pgvector gives an IVFFlat index built on an empty table random centres: about one build
+    # in six comes out balanced by chance (nothing to find), so LightRAG builds it again then.
+    for _ in range(EMPTY_BUILD_ATTEMPTS):
+        table = run_lightrag(python, vdb, "IVFFLAT", "fill", str(CHUNKS))["table"].lower()
+        ivf, hnsw = f"idx_{table}_ivfflat_cosine", f"idx_{table}_hnsw_cosine"
+        assert ivf in vdb.indexes()  # LightRAG built it when the table was empty
+        capsys.readouterr()
+        assert main(["db", "check", "--json", "--dsn", vdb.dsn]) == 1
+        doc = json.loads(capsys.readouterr().out)
+        if any(f["id"] == "ivfflat-built-empty" for f in doc["findings"]):
+            break
+        vdb.execute(f"DROP TABLE {table}")
     col = next(c for c in doc["columns"] if c["column"] == f"public.{table}.content_vector")
     assert col["lightrag"] is True and col["rows"] == CHUNKS
     found = {f["id"]: f for f in doc["findings"]}
