@@ -36,10 +36,13 @@ KEEP_ALIVE_IDLE_S = 30.0  # seconds an idle kept-alive connection stays open (uv
 DEFAULT_MAX_CONNECTIONS = 1024  # editors keep a handful each
 FD_RESERVE_FRACTION = 0.25  # descriptors left for upstream connections, cache files, logs, Redis
 MIN_CONNECTIONS = 16
-# asyncio accepts up to `backlog` sockets in one go before any protocol sees them, so
-# the cap must leave that many descriptors free; uvicorn's default of 2048 would make
-# any cap useless.
+# asyncio accepts up to `backlog` sockets in one go before any protocol sees them, and a
+# refused one gives its descriptor back only on a later loop iteration, by which time the
+# next burst may already be accepted: the cap must leave two bursts of descriptors free
+# (one left a busy machine's agent running out now and then). uvicorn's default backlog
+# of 2048 would make any cap useless.
 LISTEN_BACKLOG = 64
+ACCEPT_BURSTS = 2  # bursts of LISTEN_BACKLOG accepted sockets that can be in flight at once
 RETRY_AFTER_S = 1
 
 
@@ -69,7 +72,7 @@ def fd_soft_limit() -> int | None:
 def max_connections(fd_limit: int | None) -> int:
     if fd_limit is None:
         return DEFAULT_MAX_CONNECTIONS
-    usable = int(fd_limit * (1 - FD_RESERVE_FRACTION)) - LISTEN_BACKLOG
+    usable = int(fd_limit * (1 - FD_RESERVE_FRACTION)) - ACCEPT_BURSTS * LISTEN_BACKLOG
     return max(MIN_CONNECTIONS, min(DEFAULT_MAX_CONNECTIONS, usable))
 
 
