@@ -39,6 +39,7 @@ from agent.config import load_settings
 from agent.server import AgentServer
 from bench import harness
 from bench.real import SOURCE_MODULE, CountingProxy, accepted, complete, keystrokes, wait_idle
+from tests.editor import editor_window
 from tests.real.server import MODEL_ALIAS, RealLlamaServer, free_port, model_file, real_config
 
 WINDOW = 1500  # characters before the cursor an editor sends, cut at a line start
@@ -71,12 +72,7 @@ CLIENT_TIMEOUT = 600.0  # seconds (a chat answer on a busy shared machine)
 
 
 def window(text: str) -> str:
-    """The last WINDOW characters, from the first line start in them (as editors trim)."""
-    if len(text) <= WINDOW:
-        return text
-    cut = text[-WINDOW:]
-    nl = cut.find("\n")
-    return cut[nl + 1 :] if nl >= 0 else cut
+    return editor_window(text, WINDOW)
 
 
 def chat_prompt(question: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import GatewayFactory, wait_for
+from tests.editor import editor_window
 from tests.simollama import SimServer
 
 FIM = {"model": "autocomplete", "suffix": "\n", "stream": False, "options": {"temperature": 0, "num_predict": 4}}
@@ -55,8 +56,7 @@ WINDOW = 400  # an editor's prompt window: the last characters before the cursor
 
 
 def window(text: str) -> str:
-    cut = text[-WINDOW:]
-    return cut[cut.find("\n") + 1 :] if len(text) > WINDOW else text
+    return editor_window(text, WINDOW)
 
 
 def test_typeahead_through_the_gateway_when_the_window_moves(sim: SimServer, make_gateway: GatewayFactory) -> None:

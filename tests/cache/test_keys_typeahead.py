@@ -6,6 +6,7 @@ import pytest
 
 from agent.cache.keys import cacheable, request_key
 from agent.cache.typeahead import Probe, TypeaheadIndex, probe_for, split_fim
+from tests.editor import editor_window
 
 BASE = {"model": "m", "prompt": "def f(", "suffix": ")", "options": {"temperature": 0.2, "num_predict": 64}}
 
@@ -106,11 +107,7 @@ WINDOW = 300
 
 
 def window(text: str) -> str:
-    if len(text) <= WINDOW:
-        return text
-    cut = text[-WINDOW:]
-    nl = cut.find("\n")
-    return cut[nl + 1 :] if nl >= 0 else cut
+    return editor_window(text, WINDOW)
 
 
 FILE = "".join(f"def f{i}(a, b):\n    return a * {i} + b\n\n" for i in range(40))
