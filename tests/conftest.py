@@ -7,8 +7,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,3 +254,23 @@ def make_agent_process(tmp_path: Path) -> Iterator[AgentProcessFactory]:
     yield make
     for proc in started:
         stop_agent(proc)
+
+
+@contextmanager
+def balanced_gateway_over_sim() -> Iterator[tuple[SimServer, str, Any]]:
+    """One simulated Ollama and an in-process powergate in front of it (on battery at 80 %:
+    balanced), for module-scoped fixtures: yields (sim, gateway URL, runtime)."""
+    with tempfile.TemporaryDirectory() as tmp, SimServer(SimOllama()) as sim:
+        cfg = Path(tmp) / "config.toml"
+        power = Path(tmp) / "power.json"
+        power.write_text(json.dumps({"plugged": False, "percent": 80}))  # balanced
+        cfg.write_text(f'[power]\nsource = "file:{power.as_posix()}"\n')
+        settings = load_settings(
+            config_file=cfg, data_dir=Path(tmp) / "data", host="127.0.0.1", port=free_port(), upstreams=[sim.url]
+        )
+        server = AgentServer(settings)
+        server.start()
+        try:
+            yield sim, f"http://127.0.0.1:{settings.server.port}", server.runtime
+        finally:
+            server.stop()

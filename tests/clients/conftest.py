@@ -6,19 +6,14 @@ and through powergate, and compares what the client got.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.config import load_settings
-from agent.server import AgentServer
-from tests.conftest import free_port
-from tests.simollama import SimOllama, SimServer
+from tests.conftest import balanced_gateway_over_sim
+from tests.simollama import SimServer
 
 
 @dataclass
@@ -42,17 +37,5 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
-    with tempfile.TemporaryDirectory() as tmp, SimServer(SimOllama()) as sim:
-        cfg = Path(tmp) / "config.toml"
-        power = Path(tmp) / "power.json"
-        power.write_text(json.dumps({"plugged": False, "percent": 80}))  # balanced
-        cfg.write_text(f'[power]\nsource = "file:{power.as_posix()}"\n')
-        settings = load_settings(
-            config_file=cfg, data_dir=Path(tmp) / "data", host="127.0.0.1", port=free_port(), upstreams=[sim.url]
-        )
-        server = AgentServer(settings)
-        server.start()
-        try:
-            yield Pair(sim, f"http://127.0.0.1:{settings.server.port}", server.runtime)
-        finally:
-            server.stop()
+    with balanced_gateway_over_sim() as (sim, url, runtime):
+        yield Pair(sim, url, runtime)

@@ -8,17 +8,13 @@ the simulated Ollama must agree with it, and powergate with the simulated Ollama
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from agent.config import load_settings
-from agent.server import AgentServer
-from tests.conftest import Gateway, GatewayFactory, closed_port_url, free_port
-from tests.simollama import SimOllama, SimServer
+from tests.conftest import Gateway, GatewayFactory, balanced_gateway_over_sim, closed_port_url
+from tests.simollama import SimServer
 
 SMALL = "qwen2.5-coder:1.5b"
 EMBED = "nomic-embed-text"
@@ -87,20 +83,8 @@ def _post(base: str, path: str, body: Any) -> httpx.Response:
 @pytest.fixture(scope="module")
 def both() -> Any:
     """One simulated Ollama and one gateway in front of it for the whole table."""
-    with tempfile.TemporaryDirectory() as tmp, SimServer(SimOllama()) as sim:
-        cfg = Path(tmp) / "config.toml"
-        power = Path(tmp) / "power.json"
-        power.write_text(json.dumps({"plugged": False, "percent": 80}))
-        cfg.write_text(f'[power]\nsource = "file:{power.as_posix()}"\n')
-        settings = load_settings(
-            config_file=cfg, data_dir=Path(tmp) / "data", host="127.0.0.1", port=free_port(), upstreams=[sim.url]
-        )
-        server = AgentServer(settings)
-        server.start()
-        try:
-            yield sim, f"http://127.0.0.1:{settings.server.port}"
-        finally:
-            server.stop()
+    with balanced_gateway_over_sim() as (sim, url, _):
+        yield sim, url
 
 
 @pytest.mark.parametrize(("path", "body", "ollama"), [r[1:] for r in PARITY], ids=[r[0] for r in PARITY])
